@@ -1,0 +1,99 @@
+"""Papers -> chunks sized in the embedding model's own tokens, with citations attached.
+
+A chunk never crosses a paper boundary. Its embedded text is the paper title followed by the
+passage, and title + passage fit the model's window (MiniLM truncates at 256 word pieces, so a
+longer chunk would be silently half-embedded). Chunks break at sentence ends where possible and
+overlap by a few sentences. This module does not embed or store anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from rag.embeddings import Embedder
+from rag.models import Chunk, Paper, stable_id
+
+# A sentence ends at . ! ? (optionally closed by a quote/bracket) followed by white space, or at a
+# blank line. Abbreviations occasionally split early; that only makes a chunk boundary finer.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\[(\"'*#-])|\n\s*\n")
+_SPECIAL_TOKENS = 2  # [CLS] and [SEP]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) character spans of the sentences of `text`, white space trimmed."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    out = []
+    for a, b in spans:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            out.append((a, b))
+    return out
+
+
+class Chunker:
+    """Packs whole sentences into token-budgeted windows; splits a too-long sentence by tokens."""
+
+    def __init__(self, embedder: Embedder, chunk_tokens: int = 200, overlap_tokens: int = 40):
+        if overlap_tokens >= chunk_tokens // 2:
+            raise ValueError(
+                f"chunk overlap {overlap_tokens} must be under half the chunk size {chunk_tokens}"
+            )
+        self.embedder = embedder
+        self.chunk_tokens = chunk_tokens
+        self.overlap_tokens = overlap_tokens
+
+    def chunk_papers(self, papers: Iterable[Paper], path: str = "") -> list[Chunk]:
+        return [c for p in papers for c in self.chunk_paper(p, path)]
+
+    def chunk_paper(self, paper: Paper, path: str = "") -> list[Chunk]:
+        title_tokens = self.embedder.count_tokens(paper.title) + 1  # the newline joins them
+        # A title longer than 3/4 of the window (never seen in practice) would squeeze the passage
+        # to nothing; keep a quarter of the window for text and let such a title be truncated.
+        budget = max(self.chunk_tokens - title_tokens - _SPECIAL_TOKENS, self.chunk_tokens // 4)
+        chunks = []
+        for index, (start, end) in enumerate(self._windows(paper.text, budget)):
+            text = paper.text[start:end]
+            cid = stable_id(path or paper.source, paper.id, str(index), text, length=24)
+            chunks.append(Chunk(id=cid, paper=paper, index=index, text=text,
+                                page=paper.page_at(start)))
+        return chunks
+
+    def _windows(self, text: str, budget: int) -> Iterator[tuple[int, int]]:
+        """Character windows of at most `budget` tokens made of whole sentences."""
+        pieces = list(self._pieces(text, budget))
+        i = 0
+        while i < len(pieces):
+            used, j = 0, i
+            while j < len(pieces) and used + pieces[j][2] <= budget:
+                used += pieces[j][2]
+                j += 1
+            j = max(j, i + 1)
+            yield pieces[i][0], pieces[j - 1][1]
+            if j >= len(pieces):
+                return
+            # Step back over trailing sentences for overlap, but always move forward.
+            back, k = 0, j
+            while k - 1 > i and back + pieces[k - 1][2] <= self.overlap_tokens:
+                k -= 1
+                back += pieces[k][2]
+            i = k
+
+    def _pieces(self, text: str, budget: int) -> Iterator[tuple[int, int, int]]:
+        """Sentences as (start, end, tokens); a sentence over budget is cut into token runs."""
+        for a, b in sentence_spans(text):
+            spans = self.embedder.token_spans(text[a:b])
+            if len(spans) <= budget:
+                yield a, b, len(spans)
+                continue
+            for s in range(0, len(spans), budget):
+                run = spans[s : s + budget]
+                yield a + run[0][0], a + run[-1][1], len(run)

@@ -1,0 +1,236 @@
+"""The `rag` command: a thin shell over the library. Every command takes `--json`.
+
+Only this edge turns `RagError`s into messages and exit codes; the logic lives in the modules.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rag.errors import RagError
+from rag.settings import Settings, get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Chat with a library of research papers.")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _guard(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except RagError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        err.print("interrupted: the next `rag index` completes the store")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (default: corpus/)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index documents: parse, chunk, embed only what changed, remove what was deleted."""
+
+    def run() -> None:
+        from rag.indexing import Indexer
+
+        settings = _settings()
+        targets = paths or [settings.corpus_dir]
+        indexer = Indexer(settings)
+        if as_json:
+            report = indexer.index(targets)
+            _emit(report.to_dict())
+            return
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} files"), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("indexing", total=None)
+
+            def progress(name: str, done: int, total: int) -> None:
+                bar.update(task, description=f"indexing {name}"[:60], completed=done, total=total)
+
+            report = indexer.index(targets, progress)
+        for file, reason in report.skipped:
+            err.print(f"[yellow]skipped[/yellow] {file}: {reason}")
+        console.print(
+            f"{report.papers} papers from {report.files} files: {report.chunks_added} chunks "
+            f"added, {report.chunks_unchanged} unchanged, {report.chunks_removed} removed, "
+            f"{len(report.skipped)} files skipped, {report.seconds:.1f} s"
+        )
+
+    _guard(run)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for")],
+    k: Annotated[int, typer.Option("--k", help="How many passages")] = 5,
+    venue: Annotated[str | None, typer.Option(help="Only this venue, e.g. ICLR")] = None,
+    year: Annotated[int | None, typer.Option(help="Only this year")] = None,
+    author: Annotated[str | None, typer.Option(help="Only papers with this author")] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source file name")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ranked passages for a query, with title, venue and score."""
+
+    def run() -> None:
+        from rag.retrieval import Filters, Retriever
+
+        hits = Retriever(_settings()).search(query, k, Filters(venue, year, author, source))
+        if as_json:
+            _emit([{"rank": i + 1, "score": round(h.score, 5), "title": h.paper.title,
+                    "venue": h.paper.venue, "year": h.paper.year, "source": h.paper.source,
+                    "page": h.chunk.page, "text": h.chunk.text} for i, h in enumerate(hits)])
+            return
+        table = Table("#", "score", "title", "venue", "passage", show_lines=True)
+        for i, h in enumerate(hits, 1):
+            table.add_row(str(i), f"{h.score:.4f}", h.paper.title, h.paper.venue_year,
+                          h.chunk.text[:240] + ("…" if len(h.chunk.text) > 240 else ""))
+        console.print(table)
+
+    _guard(run)
+
+
+@app.command()
+def papers(
+    venue: Annotated[str | None, typer.Option(help="Only this venue")] = None,
+    year: Annotated[int | None, typer.Option(help="Only this year")] = None,
+    author: Annotated[str | None, typer.Option(help="Only papers with this author")] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source file name")] = None,
+    title: Annotated[str | None, typer.Option(help="Title contains this text")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the papers in the index."""
+
+    def run() -> None:
+        from rag.retrieval import Filters
+        from rag.store import ChunkStore
+
+        f = Filters(venue, year, author, source)
+        found = [p for p in ChunkStore(_settings()).papers()
+                 if f.accepts(p) and (not title or title.lower() in p.title.lower())]
+        if as_json:
+            _emit([p.to_dict() for p in found])
+            return
+        table = Table("title", "authors", "venue", "source")
+        for p in found:
+            authors = ", ".join(p.authors[:3]) + (" et al." if len(p.authors) > 3 else "")
+            table.add_row(p.title, authors, p.venue_year, p.source)
+        console.print(table)
+        console.print(f"{len(found)} papers")
+
+    _guard(run)
+
+
+@app.command()
+def stats(as_json: JsonOpt = False) -> None:
+    """What the index holds."""
+
+    def run() -> None:
+        from collections import Counter
+
+        from rag.store import ChunkStore
+
+        settings = _settings()
+        store = ChunkStore(settings)
+        chunks = store.chunks()
+        papers = {c.paper.id: c.paper for c in chunks}
+        data = {
+            "collection": store.name,
+            "store": (f"http://{settings.chroma_host}:{settings.chroma_port}"
+                      if settings.use_server else str(settings.data_dir / "chroma")),
+            "papers": len(papers),
+            "chunks": len(chunks),
+            "sources": dict(Counter(p.source for p in papers.values())),
+            "venues": dict(Counter(p.venue_year or "unknown" for p in papers.values())),
+            "embedding_model": settings.embedding_model,
+        }
+        if as_json:
+            _emit(data)
+            return
+        for key, value in data.items():
+            console.print(f"[bold]{key}[/bold]: {value}")
+
+    _guard(run)
+
+
+@app.command()
+def config(as_json: JsonOpt = False) -> None:
+    """The effective settings (environment variables RAG_*)."""
+    settings = _settings()
+    data = json.loads(settings.model_dump_json())
+    data["collection"] = settings.collection_name()
+    if data.get("openai_api_key"):
+        data["openai_api_key"] = "***"
+    if as_json:
+        _emit(data)
+        return
+    table = Table("setting", "value", "description")
+    for name, fld in Settings.model_fields.items():
+        table.add_row(f"RAG_{name.upper()}", str(data.get(name)), fld.description or "")
+    console.print(table)
+    console.print(f"collection: {data['collection']}")
+
+
+@app.command("eval")
+def eval_(
+    questions: Annotated[Path, typer.Argument(help="Questions JSONL (see shared/eval/README.md)")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write one result line per question")],
+    backend: Annotated[str | None, typer.Option(help="Answering backend (default: setting)")] = None,
+    k: Annotated[int, typer.Option("--k", help="Passages per question")] = 5,
+    retrieval_only: Annotated[bool, typer.Option("--retrieval-only", help="Skip answering")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run questions through the app's code path, write RESULTS.jsonl, print the score."""
+
+    def run() -> None:
+        from rag.evaluation import format_summary, load_jsonl, run_questions, score
+        from rag.responders import make_responder
+
+        settings = _settings()
+        qs = load_jsonl(questions)
+        respond = make_responder(settings, backend=backend, k=k, retrieval_only=retrieval_only)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        results = []
+        with open(out, "w", encoding="utf-8") as fh:
+            for record in run_questions(qs, respond):
+                results.append(record)
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                fh.flush()
+        summary = score(qs, results, k)
+        if as_json:
+            _emit(summary)
+        else:
+            console.print(format_summary(summary), markup=False, highlight=False)
+
+    _guard(run)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Helpers shared by the format parsers: the draft record, id assignment and text clean-up.
+
+A parser builds `Draft`s (mutable, no id yet) and hands them to `finish`, which strips markdown
+from titles, guarantees a non-empty text, and gives every record its stable id. Nothing here
+knows about a particular format or reads files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rag.models import Paper, stable_id
+
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
+_SPACE = re.compile(r"\s+")
+_LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl",
+                            "ﬅ": "ft", "ﬆ": "st"})
+_AFFILIATION = re.compile(r"\s*\((?:[^()]|\([^()]*\))*\)")
+_VENUES = {"iclr": "ICLR", "neurips": "NeurIPS", "nips": "NeurIPS", "icml": "ICML",
+           "aaai": "AAAI", "cvpr": "CVPR", "acl": "ACL", "emnlp": "EMNLP"}
+
+
+@dataclass
+class Draft:
+    """A record before it gets its id; parsers fill what the document states."""
+
+    title: str
+    text: str = ""
+    authors: tuple[str, ...] = ()
+    url: str | None = None
+    tldr: str | None = None
+    section: str | None = None
+    kind: str = "paper"
+    venue: str | None = None
+    year: int | None = None
+    page_starts: tuple[int, ...] = ()
+    lines: list[str] = field(default_factory=list)  # scratch space while a parser collects text
+
+
+def fold(text: str) -> str:
+    """Runs of white space become one space; ends trimmed."""
+    return _SPACE.sub(" ", text).strip()
+
+
+def plain(text: str) -> str:
+    """Markdown inline markup removed: links keep their text, emphasis and heading marks go."""
+    text = _HEADING.sub("", text)
+    text = _LINK.sub(r"\1", text)
+    text = _EMPHASIS.sub("", text)
+    return fold(text.replace("\\", ""))
+
+
+def unligature(text: str) -> str:
+    """Typographic ligatures (ﬁ, ﬂ, ...) spelled out, so words match what people type."""
+    return text.translate(_LIGATURES)
+
+
+def strip_affiliation(name: str) -> str:
+    """'Aitor Lewkowycz (Google)' -> 'Aitor Lewkowycz'; nested parentheses handled."""
+    return fold(_AFFILIATION.sub("", name))
+
+
+def split_authors(line: str) -> tuple[str, ...]:
+    """An author line split on ' · ', ',', ';' and a final 'and', affiliations removed."""
+    line = plain(line)
+    parts = re.split(r"\s+·\s+|;|,(?![^()]*\))", line)
+    names: list[str] = []
+    for part in parts:
+        for piece in re.split(r"\s+(?:and|&)\s+", part):
+            name = strip_affiliation(piece).strip(" .")
+            if name:
+                names.append(name)
+    return tuple(names)
+
+
+def venue_name(raw: str) -> str:
+    """'iclr' -> 'ICLR', 'neurips' -> 'NeurIPS'; unknown names are upper-cased."""
+    return _VENUES.get(raw.strip().lower(), raw.strip().upper())
+
+
+def join_blocks(blocks: Iterable[str]) -> str:
+    """Non-empty blocks joined by blank lines."""
+    return "\n\n".join(b.strip() for b in blocks if b and b.strip())
+
+
+def finish(drafts: Iterable[Draft], source: str) -> list[Paper]:
+    """Papers with stable ids; the ordinal tells apart records that share a title in one file.
+
+    A draft with no body gets its title (and authors) as text, so no record is ever empty.
+    """
+    seen: Counter[str] = Counter()
+    papers = []
+    for d in drafts:
+        title = plain(d.title) or "Untitled"
+        text = d.text.strip() or _fallback_text(title, d.authors)
+        ordinal = seen[title]
+        seen[title] += 1
+        papers.append(Paper(
+            id=stable_id(source, title, str(ordinal)), title=title, source=source, text=text,
+            authors=d.authors, venue=d.venue, year=d.year, url=d.url, tldr=d.tldr,
+            section=d.section, kind=d.kind, page_starts=d.page_starts,
+        ))
+    return papers
+
+
+def _fallback_text(title: str, authors: tuple[str, ...]) -> str:
+    return title + (f"\nAuthors: {', '.join(authors)}" if authors else "")

@@ -1,0 +1,184 @@
+"""Question understanding: what kind of question, and which venue, year, paper or author it names.
+
+Matches the question against the library's own metadata (titles, distinctive names such as
+"DeBERTa", author lists, venues), so it works for any papers added later. It only reads the
+question and the library; it never calls a model, and it does not rank anything itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rag.lexical import fold
+
+if TYPE_CHECKING:
+    from rag.retrieval import Library
+
+_LIST = re.compile(
+    r"\b(which|what|list|name|any)\b.{0,40}\b(papers|works|articles|talks|orals|tutorials|ones)\b"
+    r"|\bpapers (in|from|at|on|about)\b|\bco-?authored\b",
+    re.I,
+)
+_AUTHORS = re.compile(r"\b(who (wrote|authored|are the authors|presented|proposed)|authors? of|"
+                      r"written by|co-?author)", re.I)
+_SUMMARY = re.compile(
+    r"\b(summari[sz]e|summary|main idea|main finding|in a nutshell|tl;?dr|gist|overview of|"
+    r"what is .{2,80} about|what does .{2,80} (find|show|propose)|key (idea|contribution))",
+    re.I,
+)
+_QUOTED = re.compile(r"[\"'“‘]([^\"'“”‘’]{8,200})[\"'”’]")
+_NAME_TOKEN = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*\b")
+_YEAR = re.compile(r"(?:'|’|\b)(\d{2}|(?:19|20)\d{2})\b")
+
+
+@dataclass
+class QueryIntent:
+    """What `analyse` understood of a question."""
+
+    kind: str = "fact"  # fact | list | authors | summary
+    venue: str | None = None
+    year: int | None = None
+    paper_ids: list[str] = field(default_factory=list)
+    author_paper_ids: list[str] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
+
+    @property
+    def single_paper(self) -> bool:
+        return len(self.paper_ids) == 1 and self.kind != "list"
+
+
+def _kind(question: str) -> str:
+    if _SUMMARY.search(question):
+        return "summary"
+    if _AUTHORS.search(question):
+        return "authors" if not _LIST.search(question) or "co-author" not in question else "list"
+    if _LIST.search(question):
+        return "list"
+    return "fact"
+
+
+def _venue_year(question: str, lib: Library) -> tuple[str | None, int | None]:
+    venues = {(p.venue or "").lower(): p.venue for p in lib.papers.values() if p.venue}
+    q = question.lower().replace("nips", "neurips").replace("neuneurips", "neurips")
+    for key, venue in venues.items():
+        m = re.search(rf"\b{re.escape(key)}\s*(?:'|’)?\s*(\d{{2}}(?:\d{{2}})?)?\b", q)
+        if not m:
+            continue
+        year = None
+        if m.group(1):
+            y = int(m.group(1))
+            year = y + 2000 if y < 100 else y
+        return venue, year
+    return None, None
+
+
+def _title_key(title: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9]+", " ", fold(title))).strip()
+
+
+class NameIndex:
+    """Titles, distinctive names and authors of the library, for matching in questions."""
+
+    def __init__(self, lib: Library) -> None:
+        self.titles: dict[str, list[str]] = defaultdict(list)
+        self.names: dict[str, set[str]] = defaultdict(set)
+        self.authors: dict[str, set[str]] = defaultdict(set)
+        self.surnames: dict[str, set[str]] = defaultdict(set)
+        for pid, paper in lib.papers.items():
+            self.titles[_title_key(paper.title)].append(pid)
+            for author in paper.authors:
+                self.authors[fold(author).strip()].add(pid)
+                parts = fold(author).split()
+                if len(parts) > 1 and len(parts[-1]) >= 4:
+                    self.surnames[parts[-1]].add(pid)
+            self._add_names(pid, paper.title, lib)
+
+    def _add_names(self, pid: str, title: str, lib: Library) -> None:
+        head = title.split(":")[0].strip()
+        if ":" in title and 1 <= len(head.split()) <= 2 and len(head) >= 3:
+            self.names[head.lower()].add(pid)
+        text = title + " " + " ".join(c.text for c in lib.by_paper.get(pid, [])[:2])
+        for tok in _NAME_TOKEN.findall(text):
+            if _is_distinctive(tok):
+                self.names[tok.lower()].add(pid)
+
+    def match_papers(self, question: str) -> list[str]:
+        key = f" {_title_key(question)} "
+        found: list[str] = []
+        # 1. a whole title (of 3+ words) written out in the question
+        for tkey, pids in self.titles.items():
+            if len(tkey.split()) >= 3 and f" {tkey} " in key:
+                found.extend(pids)
+        if found:
+            return _unique(found)
+        # 2. a quoted (possibly shortened) title
+        for quoted in _QUOTED.findall(question):
+            qkey = _title_key(quoted)
+            for tkey, pids in self.titles.items():
+                if qkey and (qkey in tkey and len(qkey) >= 0.6 * len(tkey)):
+                    found.extend(pids)
+        if found:
+            return _unique(found)
+        # 3. a distinctive name (DeBERTa, BRECQ, GraphCodeBERT) used by at most two papers
+        for tok in _NAME_TOKEN.findall(question):
+            if not _is_distinctive(tok):
+                continue
+            pids = self.names.get(tok.lower(), set())
+            if 0 < len(pids) <= 2:
+                found.extend(sorted(pids))
+        return _unique(found)
+
+    def match_authors(self, question: str) -> tuple[list[str], list[str]]:
+        q = f" {re.sub(r'[^a-z0-9]+', ' ', fold(question))} "
+        names, pids = [], set()
+        for name, ids in self.authors.items():
+            if len(name) > 5 and f" {re.sub(r'[^a-z0-9]+', ' ', name).strip()} " in q:
+                names.append(name)
+                pids |= ids
+        if not names:
+            for tok in re.findall(r"\b[A-Z][a-z]{3,}\b", question):
+                ids = self.surnames.get(fold(tok), set())
+                if 0 < len(ids) <= 10:
+                    names.append(tok)
+                    pids |= ids
+        return names, sorted(pids)
+
+
+def _is_distinctive(tok: str) -> bool:
+    """A coined name: internal capitals (DeBERTa), all caps of 3+ (BRECQ), or letters+digits."""
+    core = tok.replace("-", "")
+    if len(core) < 3:
+        return False
+    inner_caps = any(ch.isupper() for ch in core[1:])
+    has_digit = any(ch.isdigit() for ch in core) and any(ch.isalpha() for ch in core)
+    return (inner_caps and not core.isupper()) or (core.isupper() and len(core) >= 3) or (
+        has_digit and core[0].isalpha() and len(core) >= 4
+    )
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+_INDEX_CACHE: dict[str, NameIndex] = {}
+
+
+def name_index(lib: Library) -> NameIndex:
+    if lib.fingerprint not in _INDEX_CACHE:
+        _INDEX_CACHE.clear()
+        _INDEX_CACHE[lib.fingerprint] = NameIndex(lib)
+    return _INDEX_CACHE[lib.fingerprint]
+
+
+def analyse(question: str, lib: Library) -> QueryIntent:
+    """Read a question against the library's metadata."""
+    idx = name_index(lib)
+    venue, year = _venue_year(question, lib)
+    authors, author_pids = idx.match_authors(question)
+    return QueryIntent(
+        kind=_kind(question), venue=venue, year=year, paper_ids=idx.match_papers(question),
+        author_paper_ids=author_pids, authors=authors,
+    )

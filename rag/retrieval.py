@@ -1,0 +1,229 @@
+"""Hybrid retrieval: dense (Chroma) + BM25, fused by weighted reciprocal rank, collapsed to papers.
+
+Understands the question's metadata: a venue/year ("ICLR 2021"), an author named in the library,
+or a paper named by title or by its distinctive name (e.g. "DeBERTa") narrows or boosts the
+results. For a question about one paper it returns that paper's best passages; otherwise one
+passage per paper, so the top five are five different papers. Exposed to LangChain as a
+`BaseRetriever` in `rag.langchain_adapters`. This module does not build prompts or answers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rag.embeddings import Embedder, get_embedder
+from rag.lexical import LexicalIndex, refresh_lexical
+from rag.models import Chunk, Hit, Paper
+from rag.query import QueryIntent, analyse
+from rag.settings import Settings
+from rag.store import ChunkStore
+
+PASSAGE_CHARS = 1400  # a passage a reader checks at a glance; neighbours are merged up to this
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Hard constraints on the papers searched. Empty fields mean 'any'."""
+
+    venue: str | None = None
+    year: int | None = None
+    author: str | None = None
+    source: str | None = None
+
+    def accepts(self, paper: Paper) -> bool:
+        if self.venue and (paper.venue or "").lower() != self.venue.lower():
+            return False
+        if self.year and paper.year != self.year:
+            return False
+        if self.source and paper.source != self.source:
+            return False
+        return not (self.author and not _has_author(paper, self.author))
+
+    def is_empty(self) -> bool:
+        return not (self.venue or self.year or self.author or self.source)
+
+
+def _has_author(paper: Paper, name: str) -> bool:
+    needle = name.lower()
+    return any(needle in a.lower() for a in paper.authors)
+
+
+@dataclass
+class Library:
+    """An in-memory view of the store: every chunk, grouped by paper, plus the BM25 index."""
+
+    chunks: dict[str, Chunk]
+    by_paper: dict[str, list[Chunk]]
+    papers: dict[str, Paper]
+    lexical: LexicalIndex
+    fingerprint: str
+    loaded_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def load(cls, store: ChunkStore, settings: Settings) -> Library:
+        lexical = refresh_lexical(store, settings)
+        chunks = {c.id: c for c in store.chunks()}
+        by_paper: dict[str, list[Chunk]] = defaultdict(list)
+        for c in chunks.values():
+            by_paper[c.paper.id].append(c)
+        for cs in by_paper.values():
+            cs.sort(key=lambda c: c.index)
+        papers = {pid: cs[0].paper for pid, cs in by_paper.items()}
+        return cls(chunks, dict(by_paper), papers, lexical, lexical.fingerprint)
+
+    def paper_text(self, paper_id: str) -> str:
+        """The paper's text rebuilt from its chunks, overlaps removed."""
+        out = ""
+        for c in self.by_paper.get(paper_id, []):
+            out = _join_overlapping(out, c.text)
+        return out
+
+
+def _join_overlapping(left: str, right: str) -> str:
+    """Append `right` to `left`, dropping the longest prefix of `right` that ends `left`."""
+    if not left:
+        return right
+    for size in range(min(len(left), len(right)), 0, -1):
+        if left.endswith(right[:size]):
+            return left + right[size:]
+    return left + "\n" + right
+
+
+class Retriever:
+    """Question in, ranked passages out. Thread-safe; reloads when the store changes."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 store: ChunkStore | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder or get_embedder(settings.embedding_model,
+                                                 settings.embedding_batch_size)
+        self.store = store or ChunkStore(settings)
+        self._library: Library | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def library(self) -> Library:
+        if self._library is None:
+            self.reload()
+        assert self._library is not None
+        return self._library
+
+    def reload(self) -> Library:
+        """Re-read the store (after indexing new files)."""
+        with self._lock:
+            self._library = Library.load(self.store, self.settings)
+        return self._library
+
+    def search(self, question: str, k: int | None = None, filters: Filters | None = None,
+               intent: QueryIntent | None = None) -> list[Hit]:
+        k = k or self.settings.top_k
+        lib = self.library
+        intent = intent or analyse(question, lib)
+        filters = _merge(filters or Filters(), intent)
+        allowed = self._allowed(lib, filters)
+        fused = self._fuse(question, lib, allowed)
+        if intent.paper_ids:
+            for pid in intent.paper_ids:
+                for c in lib.by_paper.get(pid, []):
+                    if allowed is None or pid in allowed:
+                        fused[c.id] = fused.get(c.id, 0.0) + 1.0
+        for pid in intent.author_paper_ids:
+            for c in lib.by_paper.get(pid, []):
+                if c.id in fused:
+                    fused[c.id] += 0.5
+        ranked = sorted(fused.items(), key=lambda kv: -kv[1])
+        if intent.single_paper:
+            return self._passages_of_one(lib, ranked, k)
+        return self._one_per_paper(lib, ranked, k)
+
+    # --- stages --------------------------------------------------------------------------------
+    def _allowed(self, lib: Library, filters: Filters) -> set[str] | None:
+        if filters.is_empty():
+            return None
+        allowed = {pid for pid, p in lib.papers.items() if filters.accepts(p)}
+        return allowed
+
+    def _fuse(self, question: str, lib: Library, allowed: set[str] | None) -> dict[str, float]:
+        n = self.settings.candidates
+        rrf = self.settings.rrf_k
+        scores: dict[str, float] = defaultdict(float)
+        where = None
+        if allowed is not None:
+            if not allowed:
+                return {}
+            where = {"paper_id": {"$in": sorted(allowed)}}
+        vector = self.embedder.embed([question])[0]
+        for rank, (chunk, _sim) in enumerate(self.store.query(vector, n, where)):
+            if chunk.id in lib.chunks:
+                scores[chunk.id] += self.settings.dense_weight / (rrf + rank + 1)
+        lexical = lib.lexical.search(question, n * (4 if allowed is not None else 1))
+        rank = 0
+        for cid, _score in lexical:
+            chunk = lib.chunks.get(cid)
+            if chunk is None or (allowed is not None and chunk.paper.id not in allowed):
+                continue
+            scores[cid] += self.settings.lexical_weight / (rrf + rank + 1)
+            rank += 1
+            if rank >= n:
+                break
+        return scores
+
+    def _one_per_paper(self, lib: Library, ranked: Sequence[tuple[str, float]], k: int) -> list[Hit]:
+        best: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        order: list[str] = []
+        for cid, score in ranked:
+            pid = lib.chunks[cid].paper.id
+            if pid not in best:
+                order.append(pid)
+            best[pid].append((cid, score))
+        hits = []
+        for pid in order[:k]:
+            cids = [cid for cid, _ in best[pid]]
+            hits.append(self._passage(lib, pid, cids, best[pid][0][1]))
+        return hits
+
+    def _passages_of_one(self, lib: Library, ranked: Sequence[tuple[str, float]], k: int) -> list[Hit]:
+        """For a question about one paper: its best passages first, then other papers."""
+        top_pid = lib.chunks[ranked[0][0]].paper.id if ranked else None
+        own = [(cid, s) for cid, s in ranked if lib.chunks[cid].paper.id == top_pid]
+        hits = [Hit(chunk=lib.chunks[cid], score=s) for cid, s in own[:k]]
+        if len(hits) < k:
+            others = [(cid, s) for cid, s in ranked if lib.chunks[cid].paper.id != top_pid]
+            hits.extend(self._one_per_paper(lib, others, k - len(hits)))
+        return hits
+
+    def _passage(self, lib: Library, pid: str, cids: Iterable[str], score: float) -> Hit:
+        """The paper's best chunk, widened with neighbouring chunks while it fits PASSAGE_CHARS."""
+        chunks = lib.by_paper[pid]
+        best = lib.chunks[next(iter(cids))]
+        lo = hi = best.index
+        text = best.text
+        pos = {c.index: c for c in chunks}
+        while True:
+            grown = False
+            for idx, before in ((hi + 1, False), (lo - 1, True)):
+                c = pos.get(idx)
+                if c is None:
+                    continue
+                cand = _join_overlapping(c.text, text) if before else _join_overlapping(text, c.text)
+                if len(cand) <= PASSAGE_CHARS:
+                    text, grown = cand, True
+                    lo, hi = (idx, hi) if before else (lo, idx)
+            if not grown:
+                break
+        chunk = Chunk(id=best.id, paper=best.paper, index=best.index, text=text, page=best.page)
+        return Hit(chunk=chunk, score=score)
+
+
+def _merge(filters: Filters, intent: QueryIntent) -> Filters:
+    """Explicit filters win; otherwise the venue/year the question names."""
+    return Filters(
+        venue=filters.venue or intent.venue,
+        year=filters.year or intent.year,
+        author=filters.author,
+        source=filters.source,
+    )

@@ -1,0 +1,67 @@
+"""The Chroma adapter against both an on-disk store and a real `chroma run` server."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.chunking import Chunker
+from rag.models import Paper
+from rag.store import ChunkStore
+
+pytestmark = pytest.mark.slow
+
+
+def _chunks(embedder, title="Sparse Attention", text="Attention is sparse. It saves memory."):
+    paper = Paper(id=title[:8], title=title, source="a.md", text=text, authors=("Ada Lovelace",),
+                  venue="ICLR", year=2021, url="https://example.org/p")
+    return Chunker(embedder, 40, 5).chunk_paper(paper, "/docs/a.md")
+
+
+def test_add_query_roundtrip_keeps_metadata(store_settings, hash_embedder) -> None:
+    store = ChunkStore(store_settings)
+    chunks = _chunks(hash_embedder)
+    store.add(chunks, hash_embedder.embed([c.embed_text for c in chunks]), "/docs/a.md")
+    assert store.count() == len(chunks)
+    (got, sim), *_ = store.query(hash_embedder.embed(["sparse attention memory"])[0], 3)
+    assert got.paper.title == "Sparse Attention"
+    assert got.paper.authors == ("Ada Lovelace",)
+    assert (got.paper.venue, got.paper.year, got.paper.url) == ("ICLR", 2021, "https://example.org/p")
+    assert 0 < sim <= 1.0001
+
+
+def test_upsert_same_ids_never_duplicates(store_settings, hash_embedder) -> None:
+    store = ChunkStore(store_settings)
+    chunks = _chunks(hash_embedder)
+    vectors = hash_embedder.embed([c.embed_text for c in chunks])
+    store.add(chunks, vectors, "/docs/a.md")
+    store.add(chunks, vectors, "/docs/a.md")
+    assert store.count() == len(chunks)
+    assert store.ids_for_path("/docs/a.md") == {c.id for c in chunks}
+
+
+def test_delete_and_filters(store_settings, hash_embedder) -> None:
+    store = ChunkStore(store_settings)
+    a = _chunks(hash_embedder)
+    b = _chunks(hash_embedder, title="Dense Retrieval", text="Negatives matter for retrieval.")
+    store.add(a, hash_embedder.embed([c.embed_text for c in a]), "/docs/a.md")
+    store.add(b, hash_embedder.embed([c.embed_text for c in b]), "/docs/b.md")
+    assert store.paths() == {"/docs/a.md", "/docs/b.md"}
+    hits = store.query(hash_embedder.embed(["retrieval"])[0], 5, {"paper_id": b[0].paper.id})
+    assert {h.paper.title for h, _ in hits} == {"Dense Retrieval"}
+    store.delete(store.ids_for_path("/docs/a.md"))
+    assert store.paths() == {"/docs/b.md"}
+    assert [p.title for p in store.papers()] == ["Dense Retrieval"]
+
+
+def test_fingerprint_tracks_content(store_settings, hash_embedder) -> None:
+    store = ChunkStore(store_settings)
+    empty = store.fingerprint()
+    chunks = _chunks(hash_embedder)
+    store.add(chunks, hash_embedder.embed([c.embed_text for c in chunks]), "/docs/a.md")
+    assert store.fingerprint() != empty
+
+
+def test_collection_name_follows_index_shape(settings) -> None:
+    other = settings.model_copy(update={"chunk_tokens": 128})
+    assert settings.collection_name() != other.collection_name()
+    assert settings.collection_name() == settings.model_copy().collection_name()
