@@ -21,6 +21,7 @@ from rag.models import Chunk
 from rag.settings import Settings
 from rag.store import ChunkStore
 
+_POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.\-'][a-z0-9]+)*")
 # A small English stop list: BM25's IDF already discounts common words, this just keeps
 # question scaffolding ("which paper ... the ...") from matching everything.
@@ -45,7 +46,7 @@ def fold(text: str) -> str:
 def tokenize(text: str) -> list[str]:
     """Stemmed, folded word tokens without stop words; hyphenated terms also give their parts."""
     words: list[str] = []
-    for tok in _TOKEN.findall(fold(text)):
+    for tok in _TOKEN.findall(_POSSESSIVE.sub("", fold(text))):
         words.append(tok)
         if "-" in tok or "." in tok:
             words.extend(p for p in re.split(r"[.\-']", tok) if p)

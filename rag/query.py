@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from rag.retrieval import Library
 
 _LIST = re.compile(
-    r"\b(which|what|list|name|any)\b.{0,40}\b(papers|works|articles|talks|orals|tutorials|ones)\b"
+    r"\b(which|what|list|name|any|all)\s+(?:[\w'-]+\s+){0,4}?(papers|articles|talks|orals|"
+    r"tutorials|spotlights|works)\b(?!\s+(best|well|better))"
     r"|\bpapers (in|from|at|on|about)\b|\bco-?authored\b",
     re.I,
 )
@@ -29,7 +30,9 @@ _SUMMARY = re.compile(
     r"what is .{2,80} about|what does .{2,80} (find|show|propose)|key (idea|contribution))",
     re.I,
 )
-_QUOTED = re.compile(r"[\"'“‘]([^\"'“”‘’]{8,200})[\"'”’]")
+# A quote opens after white space (or at the start) and closes before punctuation/space, so the
+# apostrophes of "model's" or "don't" never pair up.
+_QUOTED = re.compile(r"(?:(?<=\s)|(?<=^)|(?<=\())[\"'“‘]([^\"“”‘’]{3,200}?)[\"'”’](?=[\s?.,!;:)]|$)")
 _NAME_TOKEN = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*\b")
 _YEAR = re.compile(r"(?:'|’|\b)(\d{2}|(?:19|20)\d{2})\b")
 
@@ -182,3 +185,31 @@ def analyse(question: str, lib: Library) -> QueryIntent:
         kind=_kind(question), venue=venue, year=year, paper_ids=idx.match_papers(question),
         author_paper_ids=author_pids, authors=authors,
     )
+
+
+_CAPS_RUN = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][\w'-]*(?:\s+(?:of|for|and|the|in|is|with|on|to|a|an|"
+                       r"[A-Z][\w'-]*))*\s+[A-Z][\w'-]*)")
+_GENERIC_CAPS = {"which", "what", "who", "how", "is", "the", "i", "in", "and", "or"}
+
+
+def named_terms(question: str, venues: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """Specific things a question names: coined names (BRECQ, ResNet-18), quoted titles, and runs
+    of capitalised words (Deep Residual Learning). Venues and years are left out: they are
+    filters, not content. An answer needs every one of them present in its passages."""
+    found: list[str] = [q.strip() for q in _QUOTED.findall(question)]
+    rest = _QUOTED.sub(" ", question)
+    for run in _CAPS_RUN.findall(rest):
+        words = run.split()
+        if len(words) >= 2 and words[0].lower() not in _GENERIC_CAPS:
+            found.append(run)
+    for tok in _NAME_TOKEN.findall(rest):
+        if _is_distinctive(tok):
+            found.append(tok)
+    skip = {v.lower() for v in venues} | {"nips", "neurips", "iclr", "icml"}
+    out = []
+    for term in dict.fromkeys(found):
+        low = term.lower()
+        if low in skip or re.fullmatch(r"(19|20)\d\d", low):
+            continue
+        out.append(term)
+    return out

@@ -22,7 +22,8 @@ from rag.query import QueryIntent, analyse
 from rag.settings import Settings
 from rag.store import ChunkStore
 
-PASSAGE_CHARS = 1400  # a passage a reader checks at a glance; neighbours are merged up to this
+PASSAGE_CHARS = 1400
+DOCUMENT_PENALTY = 0.5  # a passage a reader checks at a glance; neighbours are merged up to this
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Library:
     lexical: LexicalIndex
     fingerprint: str
     loaded_at: float = field(default_factory=time.monotonic)
+    sources_with_papers: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
     def load(cls, store: ChunkStore, settings: Settings) -> Library:
@@ -73,7 +75,9 @@ class Library:
         for cs in by_paper.values():
             cs.sort(key=lambda c: c.index)
         papers = {pid: cs[0].paper for pid, cs in by_paper.items()}
-        return cls(chunks, dict(by_paper), papers, lexical, lexical.fingerprint)
+        with_papers = {p.source: True for p in papers.values() if p.kind != "document"}
+        return cls(chunks, dict(by_paper), papers, lexical, lexical.fingerprint,
+                   sources_with_papers=with_papers)
 
     def paper_text(self, paper_id: str) -> str:
         """The paper's text rebuilt from its chunks, overlaps removed."""
@@ -135,6 +139,12 @@ class Retriever:
             for c in lib.by_paper.get(pid, []):
                 if c.id in fused:
                     fused[c.id] += 0.5
+        for cid in fused:
+            # An introduction or table of contents names every paper, so it matches every
+            # question a little; rank it below the records that actually discuss the topic.
+            if lib.chunks[cid].paper.kind == "document" and lib.sources_with_papers.get(
+                    lib.chunks[cid].paper.source):
+                fused[cid] *= DOCUMENT_PENALTY
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])
         if intent.single_paper:
             return self._passages_of_one(lib, ranked, k)

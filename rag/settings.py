@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.parsers.version import PARSER_VERSION
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Bump when a parser or the chunker changes what it produces: the index is rebuilt under a new
@@ -94,10 +96,6 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         None, description="API key for the server; falls back to the OPENAI_API_KEY variable."
     )
-    abstain_threshold: float = Field(
-        0.55, ge=0, le=1, description="Abstain when the best passages cover less than this "
-        "IDF-weighted share of the question's key terms (calibrated on the dev set).",
-    )
     verify_answers: bool = Field(
         True, description="Check every generated sentence against its cited passage."
     )
@@ -127,6 +125,7 @@ class Settings(BaseSettings):
                 str(self.chunk_tokens),
                 str(self.chunk_overlap_tokens),
                 INDEX_FORMAT_VERSION,
+                PARSER_VERSION,
             ]
         )
         digest = hashlib.sha256(shape.encode()).hexdigest()[:12]

@@ -61,31 +61,23 @@ def unligature(text: str) -> str:
 
 
 def strip_affiliation(name: str) -> str:
-    """'Aitor Lewkowycz (Google)' -> 'Aitor Lewkowycz'; nested parentheses handled."""
-    return fold(_AFFILIATION.sub("", name))
+    """'Aitor Lewkowycz (Google)' -> 'Aitor Lewkowycz'; nested or unclosed parentheses handled."""
+    return fold(re.sub(r"\s*\([^()]*$", "", _AFFILIATION.sub("", name)))
 
 
 def split_authors(line: str) -> tuple[str, ...]:
-    """An author line split on ' · ', ',', ';' and a final 'and', affiliations removed."""
-    line = plain(line)
-    parts = re.split(r"\s+·\s+|;|,(?![^()]*\))", line)
-    names: list[str] = []
-    for part in parts:
-        for piece in re.split(r"\s+(?:and|&)\s+", part):
-            name = strip_affiliation(piece).strip(" .")
-            if name:
-                names.append(name)
-    return tuple(names)
+    """An author line split into names, affiliations in parentheses removed.
+
+    Names are separated by ' · ' when the line uses it, else by ',', ';' and 'and' / '&'.
+    """
+    line = strip_affiliation(plain(line))
+    parts = line.split(" · ") if " · " in line else re.split(r"[,;]|\s+(?:and|&)\s+", line)
+    return tuple(name for p in parts if (name := fold(p).strip(" .")))
 
 
 def venue_name(raw: str) -> str:
     """'iclr' -> 'ICLR', 'neurips' -> 'NeurIPS'; unknown names are upper-cased."""
     return _VENUES.get(raw.strip().lower(), raw.strip().upper())
-
-
-def join_blocks(blocks: Iterable[str]) -> str:
-    """Non-empty blocks joined by blank lines."""
-    return "\n\n".join(b.strip() for b in blocks if b and b.strip())
 
 
 def finish(drafts: Iterable[Draft], source: str) -> list[Paper]:
