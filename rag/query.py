@@ -97,7 +97,9 @@ class NameIndex:
                 parts = fold(author).split()
                 if len(parts) > 1 and len(parts[-1]) >= 4:
                     self.surnames[parts[-1]].add(pid)
-            self._add_names(pid, paper.title, lib)
+            if paper.kind != "document":  # an introduction names everything it introduces
+                self._add_names(pid, paper.title, lib)
+        self.venues = {(p.venue or "").lower() for p in lib.papers.values()} | _VENUE_WORDS
 
     def _add_names(self, pid: str, title: str, lib: Library) -> None:
         head = title.split(":")[0].strip()
@@ -127,7 +129,7 @@ class NameIndex:
             return _unique(found)
         # 3. a distinctive name (DeBERTa, BRECQ, GraphCodeBERT) used by at most two papers
         for tok in _NAME_TOKEN.findall(question):
-            if not _is_distinctive(tok):
+            if not _is_distinctive(tok) or tok.lower() in self.venues:
                 continue
             pids = self.names.get(tok.lower(), set())
             if 0 < len(pids) <= 2:
@@ -189,6 +191,7 @@ def analyse(question: str, lib: Library) -> QueryIntent:
 
 _CAPS_RUN = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][\w'-]*(?:\s+(?:of|for|and|the|in|is|with|on|to|a|an|"
                        r"[A-Z][\w'-]*))*\s+[A-Z][\w'-]*)")
+_VENUE_WORDS = {"iclr", "neurips", "nips", "icml", "cvpr", "acl", "emnlp", "aaai", "ijcai", "kdd"}
 _GENERIC_CAPS = {"which", "what", "who", "how", "is", "the", "i", "in", "and", "or"}
 
 
@@ -205,7 +208,7 @@ def named_terms(question: str, venues: set[str] = frozenset()) -> list[str]:  # 
     for tok in _NAME_TOKEN.findall(rest):
         if _is_distinctive(tok):
             found.append(tok)
-    skip = {v.lower() for v in venues} | {"nips", "neurips", "iclr", "icml"}
+    skip = {v.lower() for v in venues} | _VENUE_WORDS
     out = []
     for term in dict.fromkeys(found):
         low = term.lower()

@@ -1,0 +1,188 @@
+"""The question-answering pipeline: condense -> retrieve -> prompt -> stream -> verify -> Answer.
+
+Every caller (CLI, app, eval) goes through `Pipeline`, so the eval measures what users get.
+The extractive answer is computed first: it decides abstention (the evidence does not cover the
+question), answers library-level questions as a table, and replaces a generated answer whose
+sentences fail verification. LLM backends only rephrase what the sources hold, and every
+generated sentence is checked against the passage it cites before it is kept.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rag.conversation import Standalone, Turn, standalone
+from rag.errors import ConfigError
+from rag.extractive import IDF, Extract, ExtractiveAnswerer
+from rag.indexing import Indexer, IndexReport, Progress
+from rag.llms import get_llm, llm_names
+from rag.models import Answer, Hit, Paper, SentenceCheck
+from rag.prompting import build_prompt
+from rag.retrieval import Filters, Retriever
+from rag.settings import Settings
+from rag.verify import (
+    citations_in,
+    grounded_text,
+    share_unsupported,
+    split_sentences,
+    verify_answer,
+)
+
+
+class Pipeline:
+    """Holds the loaded retriever (and, lazily, models); one per process is enough."""
+
+    def __init__(self, settings: Settings, retriever: Retriever | None = None) -> None:
+        self.settings = settings
+        self.retriever = retriever or Retriever(settings)
+        self._extractor: ExtractiveAnswerer | None = None
+        self._extractor_fp = ""
+
+    def retrieve(self, question: str, history: Sequence[Turn] = (), filters: Filters | None = None,
+                 k: int | None = None) -> tuple[Standalone, list[Hit], float]:
+        started = time.perf_counter()
+        lib = self.retriever.library
+        sa = standalone(question, history, lib)
+        hits = self.retriever.search(sa.query, k or self.settings.top_k, filters, sa.intent)
+        return sa, hits, time.perf_counter() - started
+
+    # --- API the app, CLI and eval share (answering lands in rag.answering) ------------------
+    def papers(self) -> list[Paper]:
+        """Every paper in the library, in source order."""
+        return sorted(self.retriever.library.papers.values(), key=lambda p: (p.source, p.title))
+
+    def add_documents(self, paths: Sequence[Path], progress: Progress | None = None) -> IndexReport:
+        """Index files (e.g. uploads) into the library; they are answerable at once."""
+        report = Indexer(self.settings, embedder=self.retriever.embedder,
+                         store=self.retriever.store).index(list(paths), progress)
+        self.retriever.reload()
+        return report
+
+    # --- answering -------------------------------------------------------------------------------
+    def backends(self) -> list[str]:
+        return ["extractive", *llm_names()]
+
+    @property
+    def extractor(self) -> ExtractiveAnswerer:
+        lib = self.retriever.library
+        if self._extractor is None or self._extractor_fp != lib.fingerprint:
+            idf = IDF([c.text for c in lib.chunks.values()])
+            text = " ".join(f"{c.paper.title} {' '.join(c.paper.authors)} {c.text}"
+                            for c in lib.chunks.values())
+            self._extractor = ExtractiveAnswerer(self.retriever.embedder, idf, text)
+            self._extractor_fp = lib.fingerprint
+        return self._extractor
+
+    def answer(self, question: str, history: Sequence[Turn] = (), **kw: Any) -> Answer:
+        final = None
+        for final in self.answer_stream(question, history, **kw):
+            pass
+        assert final is not None
+        return final
+
+    def answer_stream(self, question: str, history: Sequence[Turn] = (), *,
+                      filters: Filters | None = None, k: int | None = None,
+                      backend: str | None = None) -> Iterator[Answer]:
+        """Progressively longer Answers; the last one is final (verified, citations mapped)."""
+        started = time.perf_counter()
+        backend = backend or self.settings.llm_backend
+        sa, hits, t_retrieve = self.retrieve(question, history, filters, k)
+        base = Answer(question=question, text="", sources=hits, backend=backend,
+                      standalone_question=sa.query if sa.carried else None,
+                      timings={"retrieve_s": round(t_retrieve, 4)})
+        extract = self.extractor.answer(sa.query if sa.carried else question, sa.intent, hits,
+                                        follow_up=question if sa.carried else None)
+        if extract.abstained:
+            yield self._abstain(base, hits, extract.reason, started)
+            return
+        if backend == "extractive" or sa.intent.kind == "list":
+            yield from self._stream_extractive(base, extract, started)
+            return
+        yield from self._stream_llm(base, sa.query if sa.carried else question, extract, backend,
+                                    started)
+
+    def summarise_stream(self, paper_id: str, *, backend: str | None = None) -> Iterator[Answer]:
+        """Summarise one paper from ALL of its passages (not just the top k)."""
+        started = time.perf_counter()
+        lib = self.retriever.library
+        chunks = lib.by_paper.get(paper_id)
+        if not chunks:
+            raise ConfigError(f"no paper with id '{paper_id}' in the library; see `rag papers`")
+        paper = lib.papers[paper_id]
+        hits = [Hit(chunk=c, score=1.0) for c in chunks]
+        extract = self.extractor.summarise(paper, hits)
+        base = Answer(question=f"Summarise {paper.title}", text="", sources=hits,
+                      backend="extractive", notes=[f"read {len(chunks)} of {len(chunks)} passages"])
+        yield from self._stream_extractive(base, extract, started)
+
+    # --- internals -------------------------------------------------------------------------------
+    def _abstain(self, base: Answer, hits: list[Hit], reason: str, started: float) -> Answer:
+        closest = "; ".join(f"{h.paper.title} [{n}]" for n, h in enumerate(hits[:3], 1))
+        topic = base.question.rstrip("?. ")
+        base.text = (f"The library has nothing that answers “{topic}”."
+                     + (f" Closest papers: {closest}." if closest else ""))
+        base.abstained = True
+        base.notes.append(f"abstained: {reason}")
+        base.timings["total_s"] = round(time.perf_counter() - started, 4)
+        base.timings["ttft_s"] = base.timings["total_s"]
+        return base
+
+    def _stream_extractive(self, base: Answer, extract: Extract, started: float) -> Iterator[Answer]:
+        base.citations = extract.cited
+        parts = re.split(r"(?<=\]) ", extract.text)
+        for i in range(1, len(parts) + 1):
+            base.text = " ".join(parts[:i])
+            if i == 1:
+                base.timings["ttft_s"] = round(time.perf_counter() - started, 4)
+            if i < len(parts):
+                yield replace(base)
+        base.sentences = [SentenceCheck(s, citations_in(s), True, "extracted")
+                          for s in split_sentences(extract.text)]
+        base.timings["total_s"] = round(time.perf_counter() - started, 4)
+        yield base
+
+    def _stream_llm(self, base: Answer, question: str, extract: Extract, backend: str,
+                    started: float) -> Iterator[Answer]:
+        llm = get_llm(backend, self.settings)
+        prompt = build_prompt(question, base.sources, llm, self.settings.llm_max_tokens)
+        if prompt.trimmed:
+            base.notes.append(f"prompt holds {prompt.sources_used} of {len(base.sources)} sources")
+        raw = ""
+        for piece in llm.stream(prompt.messages, max_tokens=self.settings.llm_max_tokens,
+                                stop=["</source>", "\n\nQuestion:"]):
+            if not raw:
+                base.timings["ttft_s"] = round(time.perf_counter() - started, 4)
+            raw += piece
+            base.text = raw
+            yield replace(base)
+        base.timings["generate_s"] = round(time.perf_counter() - started, 4)
+        yield self._grounded(base, raw, extract, started)
+
+    def _grounded(self, base: Answer, raw: str, extract: Extract, started: float) -> Answer:
+        """Keep verified sentences; fall back to the extractive answer when none survive."""
+        passages = [f"{h.paper.title}\n{h.chunk.text}" for h in base.sources]
+        if "NOT IN SOURCES" in raw.upper():
+            checks: list[SentenceCheck] = []
+        elif self.settings.verify_answers:
+            checks = verify_answer(raw, passages)
+        else:
+            checks = [SentenceCheck(s, citations_in(s), True, "unchecked")
+                      for s in split_sentences(raw)]
+        base.sentences = checks
+        kept = grounded_text(checks) if checks else ""
+        base.notes.append(f"raw model answer: {share_unsupported(checks):.0%} of sentences "
+                          "unsupported" if checks else "model found nothing in the sources")
+        if kept.strip():
+            base.text = kept
+            base.citations = sorted({n for c in checks if c.verified for n in c.citations})
+        else:
+            base.text = extract.text
+            base.citations = extract.cited
+            base.notes.append("showing the extractive answer: no generated sentence was supported")
+        base.timings["total_s"] = round(time.perf_counter() - started, 4)
+        return base
