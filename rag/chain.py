@@ -79,10 +79,7 @@ class Pipeline:
         return self._extractor
 
     def answer(self, question: str, history: Sequence[Turn] = (), **kw: Any) -> Answer:
-        final = None
-        for final in self.answer_stream(question, history, **kw):
-            pass
-        assert final is not None
+        *_, final = self.answer_stream(question, history, **kw)
         return final
 
     def answer_stream(self, question: str, history: Sequence[Turn] = (), *,

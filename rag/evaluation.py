@@ -86,7 +86,7 @@ def pct(xs: Sequence[float], p: float) -> float | None:
     if not xs:
         return None
     ys = sorted(xs)
-    return ys[min(len(ys) - 1, int(round(p / 100 * (len(ys) - 1))))]
+    return ys[min(len(ys) - 1, round(p / 100 * (len(ys) - 1)))]
 
 
 def _mean(xs: Sequence[bool]) -> float | None:

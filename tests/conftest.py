@@ -125,3 +125,21 @@ def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     host, port = request.getfixturevalue("chroma_server")
     return Settings(data_dir=tmp_path / "data", chroma_host=host, chroma_port=port,
                     collection_prefix=prefix)
+
+
+@pytest.fixture(scope="session")
+def corpus_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The shipped corpus indexed once per session with the real MiniLM into a temp store."""
+    from rag.indexing import Indexer
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("corpus-index"), corpus_dir=CORPUS)
+    report = Indexer(settings).index([CORPUS])
+    assert report.skipped == [], report.skipped
+    return settings
+
+
+@pytest.fixture(scope="session")
+def pipeline(corpus_settings: Settings):
+    from rag.chain import Pipeline
+
+    return Pipeline(corpus_settings)

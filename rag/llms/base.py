@@ -60,7 +60,7 @@ def get_llm(name: str, settings: Settings) -> LLM:
     """One instance per backend and settings: local models are loaded once per process."""
     if name not in _REGISTRY:
         raise ConfigError(
-            f"unknown LLM backend '{name}'; choose one of {llm_names() + ['extractive']} "
+            f"unknown LLM backend '{name}'; choose one of {[*llm_names(), 'extractive']} "
             "(RAG_LLM_BACKEND or --backend)"
         )
     key = (name, settings.model_dump_json())
