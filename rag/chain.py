@@ -34,6 +34,12 @@ from rag.verify import (
 )
 
 
+def _renumber(text: str, mapping: Sequence[int]) -> str:
+    """Rewrite [n] markers through `mapping` (1-based old -> new)."""
+    return re.sub(r"\[(\d+)\]", lambda m: f"[{mapping[int(m.group(1)) - 1]}]"
+                  if 0 < int(m.group(1)) <= len(mapping) else m.group(0), text)
+
+
 class Pipeline:
     """Holds the loaded retriever (and, lazily, models); one per process is enough."""
 
@@ -85,17 +91,30 @@ class Pipeline:
     def answer_stream(self, question: str, history: Sequence[Turn] = (), *,
                       filters: Filters | None = None, k: int | None = None,
                       backend: str | None = None) -> Iterator[Answer]:
-        """Progressively longer Answers; the last one is final (verified, citations mapped)."""
-        started = time.perf_counter()
+        """Progressively longer Answers; the last one is final (verified, citations mapped).
+
+        Runs the LCEL chain from `rag.langchain_adapters.answer_chain`: condense -> retrieve ->
+        answer, streamed."""
+        from rag.langchain_adapters import answer_chain
+
+        inputs = {"question": question, "history": list(history), "filters": filters, "k": k,
+                  "backend": backend, "started": time.perf_counter()}
+        yield from answer_chain(self).stream(inputs)
+
+    def answer_from(self, question: str, sa: Standalone, hits: list[Hit], backend: str | None,
+                    started: float, retrieve_s: float = 0.0) -> Iterator[Answer]:
+        """The answering stage: extractive first (it decides abstention), then the backend."""
         backend = backend or self.settings.llm_backend
-        sa, hits, t_retrieve = self.retrieve(question, history, filters, k)
         base = Answer(question=question, text="", sources=hits, backend=backend,
                       standalone_question=sa.query if sa.carried else None,
-                      timings={"retrieve_s": round(t_retrieve, 4)})
+                      timings={"retrieve_s": round(retrieve_s, 4)})
         extract = self.extractor.answer(sa.query if sa.carried else question, sa.intent, hits,
                                         follow_up=question if sa.carried else None)
         if extract.abstained:
             yield self._abstain(base, hits, extract.reason, started)
+            return
+        if sa.intent.kind == "summary" and hits:
+            yield from self._summary(base, hits, sa.intent.paper_ids, started)
             return
         if backend == "extractive" or sa.intent.kind == "list":
             yield from self._stream_extractive(base, extract, started)
@@ -112,12 +131,29 @@ class Pipeline:
             raise ConfigError(f"no paper with id '{paper_id}' in the library; see `rag papers`")
         paper = lib.papers[paper_id]
         hits = [Hit(chunk=c, score=1.0) for c in chunks]
-        extract = self.extractor.summarise(paper, hits)
+        extract = self.extractor.summarise(paper, hits)  # all passages, however many
         base = Answer(question=f"Summarise {paper.title}", text="", sources=hits,
                       backend="extractive", notes=[f"read {len(chunks)} of {len(chunks)} passages"])
         yield from self._stream_extractive(base, extract, started)
 
     # --- internals -------------------------------------------------------------------------------
+    def _summary(self, base: Answer, hits: list[Hit], named: Sequence[str],
+                 started: float) -> Iterator[Answer]:
+        """Summarise the paper asked about from ALL its passages; the retrieved ones stay first
+        in the sources (so [1]-[k] mean what retrieval found) and the rest follow."""
+        lib = self.retriever.library
+        pid = next((h.paper.id for h in hits if h.paper.id in named), hits[0].paper.id)
+        chunks = lib.by_paper.get(pid, [])
+        shown = {h.chunk.id for h in hits}
+        base.sources = hits + [Hit(chunk=c, score=0.0) for c in chunks if c.id not in shown]
+        own = [h for h in base.sources if h.paper.id == pid]
+        extract = self.extractor.summarise(lib.papers[pid], own)
+        # summarise() numbers sentences by position in `own`; map them back to `sources`
+        extract.text = _renumber(extract.text, [base.sources.index(h) + 1 for h in own])
+        extract.cited = sorted({base.sources.index(own[n - 1]) + 1 for n in extract.cited})
+        base.notes.append(f"read {len(chunks)} of {len(chunks)} passages of this paper")
+        yield from self._stream_extractive(base, extract, started)
+
     def _abstain(self, base: Answer, hits: list[Hit], reason: str, started: float) -> Answer:
         closest = "; ".join(f"{h.paper.title} [{n}]" for n, h in enumerate(hits[:3], 1))
         topic = base.question.rstrip("?. ")

@@ -194,6 +194,103 @@ def config(as_json: JsonOpt = False) -> None:
     console.print(f"collection: {data['collection']}")
 
 
+def _print_sources(answer: Any) -> None:
+    console.print()
+    for n, hit in enumerate(answer.sources, 1):
+        mark = "*" if n in answer.citations else " "
+        p = hit.paper
+        console.print(f"{mark}[{n}] [bold]{p.title}[/bold] — {p.venue_year or p.source}"
+                      + (f"  {p.url}" if p.url else ""), highlight=False)
+
+
+def _stream_answer(stream: Any, as_json: bool) -> Any:
+    """Print the answer as it grows; return the final Answer."""
+    shown = ""
+    final = None
+    for final in stream:
+        if not as_json and final.text.startswith(shown):
+            sys.stdout.write(final.text[len(shown):])
+            sys.stdout.flush()
+            shown = final.text
+    assert final is not None
+    if not as_json and final.text != shown:  # verification rewrote the streamed draft
+        console.print("\n[dim]— checked against the sources:[/dim]")
+        console.print(final.text, markup=False, highlight=False)
+    return final
+
+
+def _answer_json(a: Any) -> dict[str, Any]:
+    return {
+        "answer": a.text, "abstained": a.abstained, "citations": a.citations,
+        "backend": a.backend, "notes": a.notes, "timings": a.timings,
+        "sentences": [{"text": c.text, "verified": c.verified, "reason": c.reason}
+                      for c in a.sentences],
+        "sources": [{"n": n, "title": h.paper.title, "authors": list(h.paper.authors),
+                     "venue": h.paper.venue, "year": h.paper.year, "url": h.paper.url,
+                     "source": h.paper.source, "page": h.chunk.page, "score": h.score,
+                     "text": h.chunk.text} for n, h in enumerate(a.sources, 1)],
+    }
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question")],
+    backend: Annotated[str | None, typer.Option(help="extractive, llamacpp or openai")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="Passages to use")] = None,
+    venue: Annotated[str | None, typer.Option(help="Only this venue")] = None,
+    year: Annotated[int | None, typer.Option(help="Only this year")] = None,
+    author: Annotated[str | None, typer.Option(help="Only papers with this author")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from the library, streamed, with its sources."""
+
+    def run() -> None:
+        from rag.chain import Pipeline
+        from rag.retrieval import Filters
+
+        pipe = Pipeline(_settings())
+        stream = pipe.answer_stream(question, filters=Filters(venue, year, author), k=k,
+                                    backend=backend)
+        final = _stream_answer(stream, as_json)
+        if as_json:
+            _emit(_answer_json(final))
+            return
+        _print_sources(final)
+
+    _guard(run)
+
+
+@app.command()
+def chat(
+    backend: Annotated[str | None, typer.Option(help="extractive, llamacpp or openai")] = None,
+) -> None:
+    """An interactive conversation with history (follow-ups work). Empty line or Ctrl-D ends."""
+
+    def run() -> None:
+        from rag.chain import Pipeline
+
+        pipe = Pipeline(_settings())
+        history: list[dict[str, str]] = []
+        while True:
+            try:
+                question = console.input("[bold cyan]you>[/bold cyan] ").strip()
+            except EOFError:
+                break
+            if not question:
+                break
+            try:
+                final = _stream_answer(pipe.answer_stream(question, history, backend=backend),
+                                       False)
+            except RagError as exc:  # one failed turn does not end the conversation
+                err.print(f"[red]error:[/red] {exc}")
+                continue
+            _print_sources(final)
+            history += [{"role": "user", "content": question},
+                        {"role": "assistant", "content": final.text}]
+
+    _guard(run)
+
+
 @app.command("eval")
 def eval_(
     questions: Annotated[Path, typer.Argument(help="Questions JSONL (see shared/eval/README.md)")],

@@ -31,6 +31,7 @@ _SCAFFOLD = set(tokenize(
 ))
 _MARKUP = re.compile(r"(\*\*[^*]{1,40}\*\*:?|^#+\s*|^\s*[-*•]\s+|\[\d+\]\s*|\(Show abstract\))", re.M)
 _NUMBERISH = re.compile(r"\d")
+_METADATA_LINE = re.compile(r"^(Authors?|Conference|URL|Link|TL;DR)\s*:", re.I)
 # A number as a value (78%, 4-13x, 89.9, 43 seconds), not as part of a name (CIFAR-10, INT2).
 _STANDALONE_NUMBER = re.compile(r"(?<![\w-])[+-]?\d[\d,.]*(?:\s*[-–]\s*\d[\d,.]*)?(?:%|x\b|×)?(?![\w-]*[a-wyz])")
 _WHICH = re.compile(r"\b(which|what|is there an?y?|name the)\b.{0,40}\b(paper|talk|work|article|"
@@ -234,7 +235,7 @@ class ExtractiveAnswerer:
             text = hit.chunk.text
             for pos, (a, b) in enumerate(sentence_spans(text)):
                 s = clean(text[a:b])
-                if len(s) >= 25 and len(tokenize(s)) >= 3:
+                if len(s) >= 25 and len(tokenize(s)) >= 3 and not _METADATA_LINE.match(s):
                     out.append(_Sentence(s, n, pos))
         return out
 

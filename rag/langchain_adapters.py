@@ -1,21 +1,29 @@
-"""LangChain faces of the pipeline: the hybrid retriever as a `BaseRetriever`.
+"""LangChain faces of the pipeline: the hybrid retriever as a `BaseRetriever`, and the answering
+chain in LCEL (condense | retrieve | answer).
 
-The only place (with `rag.chain`) that imports langchain. It adds nothing to retrieval itself;
-it converts `Hit`s to LangChain `Document`s with the citation metadata attached.
+The only module that imports langchain. It adds no logic of its own: the stages are the
+pipeline's functions, and `Hit`s become `Document`s with their citation metadata attached.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 from pydantic import ConfigDict, PrivateAttr
 
-from rag.models import Hit
+from rag.conversation import standalone
+from rag.models import Answer, Hit
 from rag.retrieval import Filters, Retriever
 from rag.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from rag.chain import Pipeline
 
 
 def hit_to_document(hit: Hit) -> Document:
@@ -54,3 +62,32 @@ class PaperRetriever(BaseRetriever):
         k = int(kwargs.get("k", self.k))
         filters = Filters(self.venue, self.year, self.author, self.source)
         return [hit_to_document(h) for h in self._retriever().search(query, k, filters)]
+
+
+def answer_chain(pipeline: Pipeline) -> Runnable[dict[str, Any], Answer]:
+    """The answering chain in LCEL: condense the follow-up, retrieve, answer (streamed).
+
+    Input: {"question", "history", "filters", "k", "backend", "started"}; `.stream()` yields
+    progressively longer `Answer`s, the last one verified and final."""
+
+    def condense(x: dict[str, Any]) -> dict[str, Any]:
+        lib = pipeline.retriever.library
+        return {**x, "standalone": standalone(x["question"], x.get("history") or [], lib)}
+
+    def retrieve(x: dict[str, Any]) -> dict[str, Any]:
+        began = time.perf_counter()
+        sa = x["standalone"]
+        hits = pipeline.retriever.search(sa.query, x.get("k") or pipeline.settings.top_k,
+                                         x.get("filters"), sa.intent)
+        return {**x, "hits": hits, "retrieve_s": time.perf_counter() - began}
+
+    def answer(stream: Iterator[dict[str, Any]]) -> Iterator[Answer]:
+        for x in stream:  # one input dict arrives whole from the lambdas before
+            yield from pipeline.answer_from(x["question"], x["standalone"], x["hits"],
+                                            x.get("backend"), x.get("started") or time.perf_counter(),
+                                            x["retrieve_s"])
+
+    chain = (RunnableLambda(condense).with_config(run_name="condense")
+             | RunnableLambda(retrieve).with_config(run_name="retrieve")
+             | RunnableGenerator(answer).with_config(run_name="answer"))
+    return chain

@@ -27,7 +27,8 @@ _AUTHORS = re.compile(r"\b(who (wrote|authored|are the authors|presented|propose
                       r"written by|co-?author)", re.I)
 _SUMMARY = re.compile(
     r"\b(summari[sz]e|summary|main idea|main finding|in a nutshell|tl;?dr|gist|overview of|"
-    r"what is .{2,80} about|what does .{2,80} (find|show|propose)|key (idea|contribution))",
+    r"what is .{2,80} about|what does .{2,80} (find|show|propose)|key (idea|contribution))"
+    r"|^\s*(what|who)(?:'s|’s| is| are) (an? |the )?[\w-]+( paper| model| method)?\s*\??\s*$",
     re.I,
 )
 # A quote opens after white space (or at the start) and closes before punctuation/space, so the
