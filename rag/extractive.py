@@ -41,6 +41,7 @@ _QUANTITY = re.compile(
     r"(the )?([\w-]+ ){0,2}(rate|size|score|accuracy|fid|bleu|number|percentage|speed-?up|error|"
     r"perplexity|top-1|f1|auc))\b", re.I)
 MAX_FACT_CHARS = 900
+RELATIVE_CUTOFF = 0.6
 MAX_LONG_CHARS = 2300
 
 
@@ -171,6 +172,8 @@ class ExtractiveAnswerer:
     # --- kinds ---------------------------------------------------------------------------------
     def _fact(self, question: str, hits: Sequence[Hit]) -> Extract:
         ranked = self._ranked(question, hits)
+        if ranked:  # only sentences that answer nearly as well as the best one
+            ranked = [s for s in ranked if s.score >= RELATIVE_CUTOFF * ranked[0].score]
         chosen = _budget(_with_continuation(ranked, self._sentences(hits)), MAX_FACT_CHARS, limit=4)
         if not chosen:
             return Extract("", True, reason="no sentence")
