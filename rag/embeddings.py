@@ -23,7 +23,11 @@ class Embedder(Protocol):
     """Turns texts into unit-length vectors and counts tokens the way the model does."""
 
     name: str
-    max_tokens: int
+
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces the model reads; anything longer is truncated."""
+        ...
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
@@ -134,4 +138,8 @@ def get_embedder(model: str, batch_size: int = 64, kind: str = "sentence-transfo
     return _CACHE[key]
 
 
-register_embedder("sentence-transformers", SentenceTransformerEmbedder)
+def _sentence_transformer(model: str, batch_size: int) -> Embedder:
+    return SentenceTransformerEmbedder(model, batch_size)
+
+
+register_embedder("sentence-transformers", _sentence_transformer)

@@ -132,9 +132,9 @@ class NameIndex:
         for tok in _NAME_TOKEN.findall(question):
             if not _is_distinctive(tok) or tok.lower() in self.venues:
                 continue
-            pids = self.names.get(tok.lower(), set())
-            if 0 < len(pids) <= 2:
-                found.extend(sorted(pids))
+            named = self.names.get(tok.lower(), set())
+            if 0 < len(named) <= 2:
+                found.extend(sorted(named))
         return _unique(found)
 
     def match_authors(self, question: str) -> tuple[list[str], list[str]]:

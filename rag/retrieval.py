@@ -167,9 +167,9 @@ class Retriever:
                 return {}
             where = {"paper_id": {"$in": sorted(allowed)}}
         vector = self.embedder.embed([question])[0]
-        for rank, (chunk, _sim) in enumerate(self.store.query(vector, n, where)):
-            if chunk.id in lib.chunks:
-                scores[chunk.id] += self.settings.dense_weight / (rrf + rank + 1)
+        for rank, (dense_chunk, _sim) in enumerate(self.store.query(vector, n, where)):
+            if dense_chunk.id in lib.chunks:
+                scores[dense_chunk.id] += self.settings.dense_weight / (rrf + rank + 1)
         lexical = lib.lexical.search(question, n * (4 if allowed is not None else 1))
         rank = 0
         for cid, _score in lexical:

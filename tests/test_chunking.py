@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import CORPUS
 
 from rag.chunking import Chunker, sentence_spans
 from rag.models import Paper
@@ -64,7 +65,7 @@ def test_overlap_must_be_under_half(hash_embedder) -> None:
 
 @pytest.mark.slow
 def test_real_minilm_chunks_fit_its_window(minilm) -> None:
-    text = open("corpus/iclr2021-papers.md", encoding="utf-8").read()[:20000]
+    text = (CORPUS / "iclr2021-papers.md").read_text(encoding="utf-8")[:20000]
     paper = _paper(text, title="Deberta: decoding-Enhanced Bert with Disentangled Attention")
     chunks = Chunker(minilm, 200, 40).chunk_paper(paper)
     assert len(chunks) > 10

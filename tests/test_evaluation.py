@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 
 from rag.evaluation import format_summary, load_jsonl, run_questions, score
 from rag.responders import make_responder
-
-from conftest import SHARED
 
 SCORE_PY = SHARED / "eval" / "score.py"
 DEV = SHARED / "eval" / "dev.jsonl"

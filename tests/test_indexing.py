@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS
 
 from rag.indexing import Indexer
 from rag.lexical import LexicalIndex
 from rag.store import ChunkStore
-
-from conftest import CORPUS
 
 DOC_A = "# Sparse Attention Revisited\n\nWe make attention sparse. It saves memory on long inputs.\n"
 DOC_B = "# Dense Retrieval Negatives\n\nHard negatives matter. Random negatives are uninformative.\n"
