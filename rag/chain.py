@@ -22,7 +22,7 @@ from rag.extractive import IDF, Extract, ExtractiveAnswerer
 from rag.indexing import Indexer, IndexReport, Progress
 from rag.llms import get_llm, llm_names
 from rag.models import Answer, Hit, Paper, SentenceCheck
-from rag.prompting import build_prompt
+from rag.prompting import build_evidence_prompt
 from rag.retrieval import Filters, Retriever
 from rag.settings import Settings
 from rag.verify import (
@@ -182,7 +182,8 @@ class Pipeline:
     def _stream_llm(self, base: Answer, question: str, extract: Extract, backend: str,
                     started: float) -> Iterator[Answer]:
         llm = get_llm(backend, self.settings)
-        prompt = build_prompt(question, base.sources, llm, self.settings.llm_max_tokens)
+        prompt = build_evidence_prompt(question, extract.evidence, base.sources, llm,
+                                       self.settings.llm_max_tokens)
         if prompt.trimmed:
             base.notes.append(f"prompt holds {prompt.sources_used} of {len(base.sources)} sources")
         raw = ""

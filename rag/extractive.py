@@ -54,6 +54,9 @@ class Extract:
     cited: list[int] = field(default_factory=list)
     support: float = 0.0
     reason: str = ""
+    # The best evidence sentences as (source number, sentence): what an LLM prompt needs, a
+    # fraction of the passages' length, so a small local model starts answering quickly.
+    evidence: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -181,7 +184,7 @@ class ExtractiveAnswerer:
         paper = hits[top.hit_no - 1].paper
         lead = f"From **{paper.title}** [{top.hit_no}]:"
         return Extract(f"{lead} " + " ".join(f"{s.text} [{s.hit_no}]" for s in chosen), False,
-                       cited=_cited(chosen))
+                       cited=_cited(chosen), evidence=_evidence(chosen))
 
     def _which(self, question: str, hits: Sequence[Hit]) -> Extract:
         ranked = self._ranked(question, hits[:1]) or self._ranked(question, hits)
@@ -197,7 +200,9 @@ class ExtractiveAnswerer:
         if others:
             text += "\n\nAlso related: " + "; ".join(
                 f"{t} [{i + 2}]" for i, t in enumerate(others))
-        return Extract(text, False, cited=[1])
+        evidence = [(1, f"{p.title}" + (f", by {_names(p.authors)}." if p.authors else "."))]
+        evidence += [(best.hit_no, best.text)] if best else []
+        return Extract(text, False, cited=[1], evidence=evidence)
 
     def _authors(self, question: str, hits: Sequence[Hit]) -> Extract:
         p = hits[0].paper
@@ -211,7 +216,8 @@ class ExtractiveAnswerer:
                 text += (f"\n\nIf you meant **{h.paper.title}**: {', '.join(h.paper.authors)} "
                          f"[{n}].")
                 break
-        return Extract(text, False, cited=[1])
+        return Extract(text, False, cited=[1],
+                       evidence=[(1, f"{p.title} was written by {', '.join(p.authors)}.")])
 
     def _list(self, question: str, hits: Sequence[Hit]) -> Extract:
         rows = ["| # | Paper | Venue | What the passage says |", "|---|---|---|---|"]
@@ -338,6 +344,10 @@ def _budget(sents: Sequence[_Sentence], chars: int, limit: int) -> list[_Sentenc
         seen.add(s.text)
         used += len(s.text) + 6
     return chosen
+
+
+def _evidence(sents: Sequence[_Sentence]) -> list[tuple[int, str]]:
+    return [(s.hit_no, s.text) for s in sents]
 
 
 def _cited(sents: Sequence[_Sentence]) -> list[int]:

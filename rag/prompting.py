@@ -67,6 +67,28 @@ def build_prompt(question: str, hits: Sequence[Hit], llm: LLM, max_answer_tokens
     return Prompt(messages, len(blocks), trimmed, used)
 
 
+def build_evidence_prompt(question: str, evidence: Sequence[tuple[int, str]],
+                          hits: Sequence[Hit], llm: LLM, max_answer_tokens: int) -> Prompt:
+    """A short prompt: only the best sentences, grouped under their source numbers.
+
+    A 135M-parameter model reads ~1,000 prompt tokens in seconds on two cores; a few hundred
+    tokens of the sentences that matter answer as well and start streaming at once. Falls back
+    to whole passages when the extractive ranker found no sentences."""
+    if not evidence:
+        return build_prompt(question, hits, llm, max_answer_tokens)
+    grouped: dict[int, list[str]] = {}
+    for n, sentence in evidence:
+        grouped.setdefault(n, []).append(sentence)
+    picked = [(n, hits[n - 1], " ".join(grouped[n])) for n in sorted(grouped)]
+    blocks = [_fence(n, hit, text) for n, hit, text in picked]
+    user = "\n\n".join(blocks) + f"\n\nQuestion: {question}\nAnswer:"
+    messages = [Message("system", SYSTEM), Message("user", user)]
+    tokens = sum(llm.count_tokens(m.content) for m in messages)
+    if tokens + max_answer_tokens > llm.context_tokens:
+        return build_prompt(question, hits, llm, max_answer_tokens)
+    return Prompt(messages, len(blocks), False, tokens)
+
+
 def _truncate(text: str, tokens: int, llm: LLM) -> str:
     """The longest prefix of whole words under `tokens` (binary search on the word count)."""
     words = text.split()
