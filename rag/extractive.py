@@ -116,6 +116,9 @@ class ExtractiveAnswerer:
         missing = self.unsupported(question, intent, hits)
         if missing:
             return Extract("", True, reason=missing)
+        own = [(n, h) for n, h in enumerate(hits, 1) if h.paper.id in intent.author_paper_ids]
+        if intent.authors and own and not intent.paper_ids and intent.kind in ("fact", "list"):
+            return self._by_author(intent.authors, own)
         if intent.kind == "list":
             return self._list(question, hits)
         if intent.kind == "authors":
@@ -124,7 +127,7 @@ class ExtractiveAnswerer:
             return self._summary(question, hits)
         if _WHICH.search(follow_up or question):
             return self._which(question, hits)
-        return self._fact(question, hits)
+        return self._fact(question, hits, intent.paper_ids)
 
     def unsupported(self, question: str, intent: QueryIntent, hits: Sequence[Hit]) -> str:
         """Why the passages cannot answer the question, or '' when they can.
@@ -173,15 +176,20 @@ class ExtractiveAnswerer:
         return Extract(f"{head}{tldr}\n\n{body}", False, cited=_cited(chosen))
 
     # --- kinds ---------------------------------------------------------------------------------
-    def _fact(self, question: str, hits: Sequence[Hit]) -> Extract:
-        ranked = self._ranked(question, hits)
+    def _fact(self, question: str, hits: Sequence[Hit],
+              named: Sequence[str] = ()) -> Extract:
+        # A question about a named paper is answered from that paper's passages only.
+        pool: list[Hit | None] = list(hits)
+        if any(h.paper.id in named for h in hits):
+            pool = [h if h.paper.id in named else None for h in hits]
+        ranked = self._ranked(question, pool)
         if ranked:  # only sentences that answer nearly as well as the best one
             ranked = [s for s in ranked if s.score >= RELATIVE_CUTOFF * ranked[0].score]
-        chosen = _budget(_with_continuation(ranked, self._sentences(hits)), MAX_FACT_CHARS, limit=4)
-        if not chosen:
-            return Extract("", True, reason="no sentence")
+        chosen = _budget(_with_continuation(ranked, self._sentences(pool)), MAX_FACT_CHARS, limit=4)
+        if not chosen:  # a record with metadata only (title, authors): say what it is
+            return self._which(question, hits)
+        paper = hits[chosen[0].hit_no - 1].paper
         top = chosen[0]
-        paper = hits[top.hit_no - 1].paper
         lead = f"From **{paper.title}** [{top.hit_no}]:"
         return Extract(f"{lead} " + " ".join(f"{s.text} [{s.hit_no}]" for s in chosen), False,
                        cited=_cited(chosen), evidence=_evidence(chosen))
@@ -219,6 +227,16 @@ class ExtractiveAnswerer:
         return Extract(text, False, cited=[1],
                        evidence=[(1, f"{p.title} was written by {', '.join(p.authors)}.")])
 
+    def _by_author(self, authors: Sequence[str], own: Sequence[tuple[int, Hit]]) -> Extract:
+        who = " / ".join(a.title() for a in authors)
+        lines = [f"- **{h.paper.title}**" + (f" ({h.paper.venue_year})" if h.paper.venue_year
+                                               else "") + f", by {_names(h.paper.authors)} [{n}]"
+                 for n, h in own]
+        return Extract(f"Papers by {who} in the library:\n\n" + "\n".join(lines), False,
+                       cited=[n for n, _ in own],
+                       evidence=[(n, f"{h.paper.title}, by {_names(h.paper.authors)}.")
+                                 for n, h in own])
+
     def _list(self, question: str, hits: Sequence[Hit]) -> Extract:
         rows = ["| # | Paper | Venue | What the passage says |", "|---|---|---|---|"]
         cited = []
@@ -238,9 +256,12 @@ class ExtractiveAnswerer:
         return self.summarise(paper, own, question)
 
     # --- sentences -----------------------------------------------------------------------------
-    def _sentences(self, hits: Sequence[Hit]) -> list[_Sentence]:
+    def _sentences(self, hits: Sequence[Hit | None]) -> list[_Sentence]:
+        """Sentences of the passages, numbered by source; None keeps a source's number free."""
         out = []
         for n, hit in enumerate(hits, 1):
+            if hit is None:
+                continue
             text = hit.chunk.text
             for pos, (a, b) in enumerate(sentence_spans(text)):
                 s = clean(text[a:b])
@@ -248,11 +269,11 @@ class ExtractiveAnswerer:
                     out.append(_Sentence(s, n, pos))
         return out
 
-    def _ranked(self, question: str, hits: Sequence[Hit]) -> list[_Sentence]:
+    def _ranked(self, question: str, hits: Sequence[Hit | None]) -> list[_Sentence]:
         sents = self._sentences(hits)
         if not sents:
             return []
-        focus = {n: self._focus(question, h) for n, h in enumerate(hits, 1)}
+        focus = {n: self._focus(question, h) for n, h in enumerate(hits, 1) if h is not None}
         vecs = self.embedder.embed([question] + [s.text for s in sents])
         qv = vecs[0]
         wants_number = bool(re.search(r"\b(how (much|many|fast|big|large|long)|what (percentage|"

@@ -107,8 +107,9 @@ class NameIndex:
         if ":" in title and 1 <= len(head.split()) <= 2 and len(head) >= 3:
             self.names[head.lower()].add(pid)
         text = title + " " + " ".join(c.text for c in lib.by_paper.get(pid, [])[:2])
+        people = {t.lower() for a in lib.papers[pid].authors for t in _NAME_TOKEN.findall(a)}
         for tok in _NAME_TOKEN.findall(text):
-            if _is_distinctive(tok):
+            if _is_distinctive(tok) and tok.lower() not in people:  # names are authors, not papers
                 self.names[tok.lower()].add(pid)
 
     def match_papers(self, question: str) -> list[str]:
