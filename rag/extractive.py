@@ -41,7 +41,7 @@ _QUANTITY = re.compile(
     r"(the )?([\w-]+ ){0,2}(rate|size|score|accuracy|fid|bleu|number|percentage|speed-?up|error|"
     r"perplexity|top-1|f1|auc))\b", re.I)
 MAX_FACT_CHARS = 900
-RELATIVE_CUTOFF = 0.6
+RELATIVE_CUTOFF = 0.5
 MAX_LONG_CHARS = 2300
 
 

@@ -1,7 +1,10 @@
 """Fixtures for the app tests: a copy of the corpus index, the app served over real HTTP (in this
 process and as `python app.py`), a loopback server that counts requests, and headless Chromium.
 
-Test modules import what they use: `from tests.app_fixtures import *  # noqa: F403`.
+Test modules bind the fixtures they use (`page = app_fixtures.page`); conftest.py belongs to the
+whole suite. A fixture bound in several modules is still one object per session: the session
+fixtures below keep what they make in `_SHARED`, so there is one index copy, one app and one
+browser however many modules ask.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ def wait_for_port(port: int, timeout: float = 120.0, proc: subprocess.Popen[byte
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+_SHARED: dict[str, Any] = {}
+
+
 def copy_index(src: Path, dst: Path) -> Path:
     """A private copy of a built store, so the app's uploads never touch the shared one."""
     shutil.copytree(src, dst)
@@ -74,10 +80,13 @@ def app_settings(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
                  ) -> Settings:
     """The corpus index (built once per session by conftest's `corpus_settings`, or copied
     from RAG_TEST_APP_INDEX, a prebuilt data dir, to save minutes in local runs)."""
-    prebuilt = os.environ.get("RAG_TEST_APP_INDEX")
-    src = Path(prebuilt) if prebuilt else request.getfixturevalue("corpus_settings").data_dir
-    data = copy_index(src, tmp_path_factory.mktemp("app") / "data")
-    return Settings(data_dir=data, port=free_port(), max_upload_mb=2)
+    if "settings" not in _SHARED:
+        prebuilt = os.environ.get("RAG_TEST_APP_INDEX")
+        src = Path(prebuilt) if prebuilt else request.getfixturevalue("corpus_settings").data_dir
+        data = copy_index(src, tmp_path_factory.mktemp("app") / "data")
+        _SHARED["settings"] = Settings(data_dir=data, port=free_port(), max_upload_mb=2)
+    settings: Settings = _SHARED["settings"]
+    return settings
 
 
 @dataclass
@@ -95,12 +104,17 @@ def app_server(app_settings: Settings) -> Iterator[RunningApp]:
     from rag.server import launch
     from rag.ui import build_demo
 
+    if "app" in _SHARED:
+        yield _SHARED["app"]
+        return
     demo = build_demo(Pipeline(app_settings))
     url = launch(demo, app_settings, block=False, quiet=True)
+    _SHARED["app"] = RunningApp(url=url.rstrip("/") + "/", settings=app_settings, demo=demo)
     try:
-        yield RunningApp(url=url.rstrip("/") + "/", settings=app_settings, demo=demo)
+        yield _SHARED["app"]
     finally:
         demo.close()
+        del _SHARED["app"]
 
 
 @pytest.fixture(scope="session")
@@ -195,12 +209,15 @@ def chromium() -> Iterator[Any]:
         pytest.skip(f"{CHROMIUM} not found: install it with `make chromium`")
     from playwright.sync_api import sync_playwright
 
+    if "browser" in _SHARED:  # one Playwright per process: a second one would refuse to start
+        yield _SHARED["browser"]
+        return
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        _SHARED["browser"] = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield browser
+            yield _SHARED["browser"]
         finally:
-            browser.close()
+            _SHARED.pop("browser").close()
 
 
 @pytest.fixture
@@ -214,14 +231,38 @@ def page(chromium: Any) -> Iterator[Any]:
         context.close()
 
 
-def ask_in_browser(page: Any, question: str) -> None:
+# The library table's rendered body rows (Gradio 6 draws a virtual grid of div rows).
+TABLE_ROWS = """() => [...document.querySelectorAll('#papers [role=row].virtual-row')]
+  .map((r) => r.innerText).filter((t) => t.trim())"""
+
+
+# Counts finished answers: the question box is disabled while one is on its way.
+TRACK_ANSWERS = """() => {
+  if (window.__answers !== undefined) return;
+  window.__answers = 0; let busy = false;
+  setInterval(() => {
+    const box = document.querySelector('#question textarea');
+    if (!box) return;
+    if (box.disabled) busy = true;
+    else if (busy) { busy = false; window.__answers += 1; }
+  }, 20);
+}"""
+
+
+def answers_done(page: Any) -> int:
+    page.evaluate(TRACK_ANSWERS)
+    return int(page.evaluate("window.__answers"))
+
+
+def ask_in_browser(page: Any, question: str) -> int:
+    """Type and send a question; returns the answer count to pass to `wait_for_answer`."""
+    before = answers_done(page)
     page.fill("#question textarea", question)
     page.press("#question textarea", "Enter")
+    return before
 
 
-def wait_for_answer(page: Any, timeout_ms: int = 90_000) -> str:
-    """The last bot message once the answer is complete (the question box is usable again)."""
-    page.wait_for_selector("#chat [data-testid='bot']", timeout=timeout_ms)
-    page.wait_for_function(
-        "() => !document.querySelector('#question textarea').disabled", timeout=timeout_ms)
+def wait_for_answer(page: Any, before: int, timeout_ms: int = 90_000) -> str:
+    """The newest bot message, once the answer after `before` has finished."""
+    page.wait_for_function(f"window.__answers > {before}", timeout=timeout_ms)
     return str(page.locator("#chat [data-testid='bot']").last.inner_text())
