@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(256, gt=0, description="Most tokens an answer may generate.")
     llm_temperature: float = Field(0.0, ge=0, description="Sampling temperature (0 = greedy).")
     llm_timeout_s: float = Field(60.0, gt=0, description="Seconds before an LLM call gives up.")
-    llm_threads: int | None = Field(None, description="CPU threads for llama.cpp (None: auto).")
+    llm_threads: int | None = Field(None, description="CPU threads for llama.cpp (None: all cores).")
     openai_base_url: str = Field(
         "http://127.0.0.1:8080/v1", description="Base URL of an OpenAI-compatible server."
     )

@@ -190,7 +190,8 @@ class LlamaCppLLM:
     def _construct(self, n_ctx: int) -> Any:
         from llama_cpp import Llama
 
-        threads = self._settings.llm_threads
+        # llama-cpp-python's own default is half the cores: one thread on a 2-core laptop.
+        threads = self._settings.llm_threads or os.cpu_count() or 1
         try:
             with _quiet_stderr():
                 return Llama(model_path=str(self.model_path), n_ctx=n_ctx, n_threads=threads,
