@@ -17,6 +17,8 @@ from rag.models import Chunk, Paper, stable_id
 # A sentence ends at . ! ? (optionally closed by a quote/bracket) followed by white space, or at a
 # blank line. Abbreviations occasionally split early; that only makes a chunk boundary finer.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\[(\"'*#-])|\n\s*\n")
+_ABBREVIATION = re.compile(r"\b(vs|e\.g|i\.e|et al|cf|Fig|Figs|Eq|Eqs|Sec|No|approx|resp|etc|"
+                           r"Dr|Mr|Ms|Prof|[A-Z])\.$")
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 
 
@@ -25,6 +27,8 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
+        if _ABBREVIATION.search(text, max(0, match.start() - 8), match.start()) and "\n\n" not in match.group(0):
+            continue  # "90.2% vs. 91.1%", "et al. (2019)": not a sentence end
         spans.append((start, match.start()))
         start = match.end()
     spans.append((start, len(text)))

@@ -21,7 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Bump when a parser or the chunker changes what it produces: the index is rebuilt under a new
 # collection name instead of mixing old and new chunks.
-INDEX_FORMAT_VERSION = "3"
+INDEX_FORMAT_VERSION = "4"
 
 
 class Settings(BaseSettings):
