@@ -112,8 +112,9 @@ class Retriever:
     @property
     def library(self) -> Library:
         if self._library is None:
-            self.reload()
-        assert self._library is not None
+            with self._lock:  # a warm-up and a first request must not both load it
+                if self._library is None:
+                    self._library = Library.load(self.store, self.settings)
         return self._library
 
     def reload(self) -> Library:
