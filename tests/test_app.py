@@ -14,9 +14,7 @@ from gradio_client import Client, handle_file
 
 from rag.errors import ConfigError
 from rag.models import Answer, Chunk, Hit, Paper
-from rag.server import auth_pairs, blocked_paths, settings_from_args
-from rag.settings import Settings
-from rag.ui import (
+from rag.render import (
     answer_json,
     link_citations,
     plain_text,
@@ -24,6 +22,8 @@ from rag.ui import (
     safe_markdown,
     to_turns,
 )
+from rag.server import auth_pairs, blocked_paths, settings_from_args
+from rag.settings import Settings
 
 app_settings = app_fixtures.app_settings
 app_server = app_fixtures.app_server
