@@ -134,7 +134,7 @@ class Retriever:
         k = k or self.settings.top_k
         lib = self.library
         intent = intent or analyse(question, lib)
-        filters = _merge(filters or self.default_filters, intent)
+        filters = _merge(filters or Filters(), self.default_filters, intent)
         allowed = self._allowed(lib, filters)
         fused = self._fuse(question, lib, allowed)
         if intent.paper_ids:
@@ -236,11 +236,11 @@ class Retriever:
         return Hit(chunk=chunk, score=score)
 
 
-def _merge(filters: Filters, intent: QueryIntent) -> Filters:
-    """Explicit filters win; otherwise the venue/year the question names."""
+def _merge(filters: Filters, defaults: Filters, intent: QueryIntent) -> Filters:
+    """Field by field: explicit filters win, then the settings, then what the question names."""
     return Filters(
-        venue=filters.venue or intent.venue,
-        year=filters.year or intent.year,
-        author=filters.author,
-        source=filters.source,
+        venue=filters.venue or defaults.venue or intent.venue,
+        year=filters.year or defaults.year or intent.year,
+        author=filters.author or defaults.author,
+        source=filters.source or defaults.source,
     )
