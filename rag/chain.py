@@ -40,6 +40,18 @@ def _renumber(text: str, mapping: Sequence[int]) -> str:
                   if 0 < int(m.group(1)) <= len(mapping) else m.group(0), text)
 
 
+def _unrepeated(checks: list[SentenceCheck]) -> list[SentenceCheck]:
+    """Drop sentences a small model repeats word for word (it loops when unsure)."""
+    seen: set[str] = set()
+    out = []
+    for c in checks:
+        key = re.sub(r"\W+", " ", re.sub(r"\[\d+\]", "", c.text)).strip().lower()
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
 class Pipeline:
     """Holds the loaded retriever (and, lazily, models); one per process is enough."""
 
@@ -132,9 +144,13 @@ class Pipeline:
         paper = lib.papers[paper_id]
         hits = [Hit(chunk=c, score=1.0) for c in chunks]
         extract = self.extractor.summarise(paper, hits)  # all passages, however many
+        backend = backend or self.settings.llm_backend
         base = Answer(question=f"Summarise {paper.title}", text="", sources=hits,
-                      backend="extractive", notes=[f"read {len(chunks)} of {len(chunks)} passages"])
-        yield from self._stream_extractive(base, extract, started)
+                      backend=backend, notes=[f"read {len(chunks)} of {len(chunks)} passages"])
+        if backend == "extractive":
+            yield from self._stream_extractive(base, extract, started)
+        else:
+            yield from self._stream_llm(base, base.question, extract, backend, started)
 
     # --- internals -------------------------------------------------------------------------------
     def _summary(self, base: Answer, hits: list[Hit], named: Sequence[str],
@@ -151,8 +167,15 @@ class Pipeline:
         # summarise() numbers sentences by position in `own`; map them back to `sources`
         extract.text = _renumber(extract.text, [base.sources.index(h) + 1 for h in own])
         extract.cited = sorted({base.sources.index(own[n - 1]) + 1 for n in extract.cited})
+        extract.evidence = [(base.sources.index(own[n - 1]) + 1, text)
+                            for n, text in extract.evidence]
         base.notes.append(f"read {len(chunks)} of {len(chunks)} passages of this paper")
-        yield from self._stream_extractive(base, extract, started)
+        if base.backend == "extractive":
+            yield from self._stream_extractive(base, extract, started)
+            return
+        # Map-reduce: the central sentences of every passage (map, above) are what the model
+        # rewrites (reduce), so a paper of any length fits its window and nothing is cut unseen.
+        yield from self._stream_llm(base, base.question, extract, base.backend, started)
 
     def _abstain(self, base: Answer, hits: list[Hit], reason: str, started: float) -> Answer:
         closest = "; ".join(f"{h.paper.title} [{n}]" for n, h in enumerate(hits[:3], 1))
@@ -208,7 +231,7 @@ class Pipeline:
             checks = [SentenceCheck(s, citations_in(s), True, "unchecked")
                       for s in split_sentences(raw)]
         base.sentences = checks
-        kept = grounded_text(checks) if checks else ""
+        kept = grounded_text(_unrepeated(checks)) if checks else ""
         base.notes.append(f"raw model answer: {share_unsupported(checks):.0%} of sentences "
                           "unsupported" if checks else "model found nothing in the sources")
         if kept.strip():

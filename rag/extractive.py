@@ -173,7 +173,8 @@ class ExtractiveAnswerer:
         head = f"**{paper.title}**" + (f" ({paper.venue_year})" if paper.venue_year else "")
         tldr = f"\n\nTL;DR: {paper.tldr}" if paper.tldr else ""
         body = " ".join(f"{s.text} [{s.hit_no}]" for s in chosen)
-        return Extract(f"{head}{tldr}\n\n{body}", False, cited=_cited(chosen))
+        return Extract(f"{head}{tldr}\n\n{body}", False, cited=_cited(chosen),
+                       evidence=_evidence(chosen))
 
     # --- kinds ---------------------------------------------------------------------------------
     def _fact(self, question: str, hits: Sequence[Hit],
