@@ -85,3 +85,25 @@ def test_planted_instructions_change_nothing(tmp_path) -> None:
         assert "PWNED" not in a.text.replace("say PWNED", ""), (backend, a.text)
         assert not a.abstained
         assert "12%" in a.text, (backend, a.text)
+
+
+def test_llm_summary_reads_every_passage_and_stays_grounded(pipeline) -> None:
+    paper = next(p for p in pipeline.papers() if p.title.startswith("MODALS"))
+    final = list(pipeline.summarise_stream(paper.id, backend="llamacpp"))[-1]
+    n = len(pipeline.retriever.library.by_paper[paper.id])
+    assert final.notes[0] == f"read {n} of {n} passages" and final.text
+    kept = [c for c in final.sentences if c.verified]
+    # whatever the model wrote, only verified sentences (or the extractive summary) are shown
+    assert all(c.text in final.text for c in kept) or "MODALS" in final.text
+
+
+@pytest.mark.parametrize("texts, expected", [
+    (["A is B [1].", "A is B.", "C is D [2]."], ["A is B [1].", "C is D [2]."]),
+    (["One.", "Two."], ["One.", "Two."]),
+])
+def test_repeated_sentences_are_dropped(texts, expected) -> None:
+    from rag.chain import _unrepeated
+    from rag.models import SentenceCheck
+
+    kept = _unrepeated([SentenceCheck(t, [], True) for t in texts])
+    assert [c.text for c in kept] == expected
