@@ -190,13 +190,16 @@ class Pipeline:
 
     def _stream_extractive(self, base: Answer, extract: Extract, started: float) -> Iterator[Answer]:
         base.citations = extract.cited
-        parts = re.split(r"(?<=\]) ", extract.text)
-        for i in range(1, len(parts) + 1):
-            base.text = " ".join(parts[:i])
-            if i == 1:
+        # The text is final already; it is sent in runs of words so readers see it arrive
+        # the way a generated answer does (and the UI's stream path is the same for both).
+        ends = [m.end() for m in re.finditer(r"\S+(?:\s+\S+){0,7}\s*", extract.text)]
+        for i, end in enumerate(ends):
+            base.text = extract.text[:end].rstrip()
+            if i == 0:
                 base.timings["ttft_s"] = round(time.perf_counter() - started, 4)
-            if i < len(parts):
+            if i < len(ends) - 1:
                 yield replace(base)
+        base.text = extract.text
         base.sentences = [SentenceCheck(s, citations_in(s), True, "extracted")
                           for s in split_sentences(extract.text)]
         base.timings["total_s"] = round(time.perf_counter() - started, 4)
