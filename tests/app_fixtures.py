@@ -202,9 +202,12 @@ def leak_server() -> Iterator[LeakServer]:
         server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    """Debian's Chromium driven by Playwright (never a downloaded browser).
+
+    Module scope: Playwright's sync API keeps an event loop running in this thread while it is
+    open, which would break any later asyncio test (LangChain's ainvoke standard test)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not found: install it with `make chromium`")
     from playwright.sync_api import sync_playwright
