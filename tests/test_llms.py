@@ -37,6 +37,8 @@ closed_port = llm_fixtures.closed_port
 
 
 def llama_settings(tmp: Path, **fields: object) -> Settings:
+    """SmolLM2 unless a test names another model (it has a chat template, and loads fast)."""
+    fields.setdefault("llm_model_path", smollm2_model_path())
     return Settings(data_dir=tmp, llm_threads=2, llm_temperature=0.0, **fields)
 
 
@@ -92,10 +94,12 @@ def test_a_file_that_is_not_gguf_fails_on_first_use_with_the_fix(tmp_path: Path)
     assert str(junk) in str(err.value) and "RAG_LLM_MODEL_PATH" in str(err.value)
 
 
-def test_default_model_is_the_packaged_smollm2(tmp_path: Path) -> None:
+def test_default_model_is_the_packaged_gemma(tmp_path: Path) -> None:
     llm = LlamaCppLLM(Settings(data_dir=tmp_path))
-    assert llm.model_path == smollm2_model_path()
-    assert llm.model_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and llm.model_path.is_file()
+    assert llm.model_path == gemma_model_path(Settings(data_dir=tmp_path))
+    assert llm.model_path.suffix == ".gguf" and llm.model_path.is_file()
+    assert LlamaCppLLM(Settings(data_dir=tmp_path, llm_model_path=smollm2_model_path())
+                       ).model_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def test_base_model_prompt_puts_system_text_before_question_and_answer() -> None:

@@ -149,7 +149,9 @@ class LlamaCppLLM:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         path = settings.llm_model_path
-        self.model_path = path.expanduser() if path is not None else smollm2_model_path()
+        # Default chosen by measurement on the dev questions (BENCHMARKS.md, "Local LLM
+        # backends"): Gemma 3 270M answered more and failed the grounding check less often.
+        self.model_path = path.expanduser() if path is not None else gemma_model_path(settings)
         _check_readable(self.model_path)
         self._llama: Any = None
         self._chat_format: Any = None  # a Jinja2ChatFormatter; None for a base model
