@@ -82,11 +82,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None,
+                  log: Path | None = None) -> None:
+    """Wait until something listens on loopback `port`; fail early (with the log's tail) if
+    the server process dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
+            text = log.read_text(errors="replace")[-3000:] if log else ""
+            raise RuntimeError(f"server exited early with code {proc.returncode}:\n{text}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
