@@ -1,9 +1,14 @@
 """Papers -> chunks sized in the embedding model's own tokens, with citations attached.
 
-A chunk never crosses a paper boundary. Its embedded text is the paper title followed by the
-passage, and title + passage fit the model's window (MiniLM truncates at 256 word pieces, so a
-longer chunk would be silently half-embedded). Chunks break at sentence ends where possible and
-overlap by a few sentences. This module does not embed or store anything.
+A chunk never crosses a paper boundary, nor a section of a paper that has sections (PDFs): each
+chunk carries its section's heading and kind, so citations read "p. 4, §3.2 Experiments" and
+reference-list chunks can be told apart. Its embedded text (`Chunk.embed_text`) is the paper
+title, the section heading if any, then the passage, and all of it fits the model's window
+(MiniLM truncates at 256 word pieces, so a longer chunk would be silently half-embedded). Chunks
+break at sentence ends where possible and overlap by a few sentences. Sentences are measured in
+slices of at most `_MEASURE_CHARS` characters, so the tokenizer never sees a text longer than
+the model's window (it warns "Token indices sequence length is longer than ..." otherwise).
+This module does not embed or store anything.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 from rag.embeddings import Embedder
-from rag.models import Chunk, Paper, stable_id
+from rag.models import Chunk, Paper, Section, stable_id
 
 # A sentence ends at . ! ? (optionally closed by a quote/bracket) followed by white space, or at a
 # blank line. Abbreviations occasionally split early; that only makes a chunk boundary finer.
@@ -20,6 +25,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\[(\"'*#-])|\n\s*\n
 _ABBREVIATION = re.compile(r"\b(vs|e\.g|i\.e|et al|cf|Fig|Figs|Eq|Eqs|Sec|No|approx|resp|etc|"
                            r"Dr|Mr|Ms|Prof|[A-Z])\.$")
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
+_MEASURE_CHARS = 240  # no slice this long makes more word pieces than MiniLM's 256
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -60,16 +66,34 @@ class Chunker:
 
     def chunk_paper(self, paper: Paper, path: str = "") -> list[Chunk]:
         title_tokens = self.embedder.count_tokens(paper.title) + 1  # the newline joins them
-        # A title longer than 3/4 of the window (never seen in practice) would squeeze the passage
-        # to nothing; keep a quarter of the window for text and let such a title be truncated.
-        budget = max(self.chunk_tokens - title_tokens - _SPECIAL_TOKENS, self.chunk_tokens // 4)
-        chunks = []
-        for index, (start, end) in enumerate(self._windows(paper.text, budget)):
-            text = paper.text[start:end]
-            cid = stable_id(path or paper.source, paper.id, str(index), text, length=24)
-            chunks.append(Chunk(id=cid, paper=paper, index=index, text=text,
-                                page=paper.page_at(start)))
+        chunks: list[Chunk] = []
+        for start, end, section in self._parts(paper):
+            head = title_tokens + (self.embedder.count_tokens(section.name) + 1 if section else 0)
+            # A heading longer than 3/4 of the window (never seen in practice) would squeeze the
+            # passage to nothing; keep a quarter of the window for text and let it be truncated.
+            budget = max(self.chunk_tokens - head - _SPECIAL_TOKENS, self.chunk_tokens // 4)
+            for a, b in self._windows(paper.text[start:end], budget):
+                text = paper.text[start + a:start + b]
+                index = len(chunks)
+                cid = stable_id(path or paper.source, paper.id, str(index), text, length=24)
+                chunks.append(Chunk(
+                    id=cid, paper=paper, index=index, text=text, page=paper.page_at(start + a),
+                    section=section.name if section else None,
+                    section_kind=section.kind if section else "body"))
         return chunks
+
+    @staticmethod
+    def _parts(paper: Paper) -> list[tuple[int, int, Section | None]]:
+        """(start, end, section) pieces of the text: one per section, or the whole text."""
+        if not paper.sections:
+            return [(0, len(paper.text), None)]
+        bounds = [s.start for s in paper.sections[1:]] + [len(paper.text)]
+        parts: list[tuple[int, int, Section | None]] = []
+        if paper.sections[0].start > 0:
+            parts.append((0, paper.sections[0].start, None))
+        parts.extend((s.start, end, s) for s, end in zip(paper.sections, bounds, strict=True)
+                     if paper.text[s.start:end].strip())
+        return parts
 
     def _windows(self, text: str, budget: int) -> Iterator[tuple[int, int]]:
         """Character windows of at most `budget` tokens made of whole sentences."""
@@ -94,10 +118,23 @@ class Chunker:
     def _pieces(self, text: str, budget: int) -> Iterator[tuple[int, int, int]]:
         """Sentences as (start, end, tokens); a sentence over budget is cut into token runs."""
         for a, b in sentence_spans(text):
-            spans = self.embedder.token_spans(text[a:b])
+            spans = self._token_spans(text, a, b)
             if len(spans) <= budget:
                 yield a, b, len(spans)
                 continue
             for s in range(0, len(spans), budget):
                 run = spans[s : s + budget]
-                yield a + run[0][0], a + run[-1][1], len(run)
+                yield run[0][0], run[-1][1], len(run)
+
+    def _token_spans(self, text: str, a: int, b: int) -> list[tuple[int, int]]:
+        """Token spans of text[a:b] in `text` coordinates, measured slice by slice (slices end at
+        white space, where word pieces never straddle)."""
+        spans: list[tuple[int, int]] = []
+        while a < b:
+            cut = b
+            if b - a > _MEASURE_CHARS:
+                space = max(text.rfind(w, a + 1, a + _MEASURE_CHARS) for w in " \n\t")
+                cut = space if space > a else a + _MEASURE_CHARS
+            spans.extend((a + x, a + y) for x, y in self.embedder.token_spans(text[a:cut]))
+            a = cut
+        return spans

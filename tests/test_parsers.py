@@ -90,7 +90,7 @@ def test_public_names_are_pinned():
 
     assert sorted(pkg.__all__) == sorted(["FORMATS", "PARSER_VERSION", "SUPPORTED_SUFFIXES",
                                           "detect_format", "parse_file", "parse_text"])
-    assert PARSER_VERSION == "1"
+    assert PARSER_VERSION == "2"
     assert SUPPORTED_SUFFIXES == (".md", ".markdown", ".txt", ".text", ".pdf")
     assert FORMATS[-2:] == (markdown, text), "generic formats must be tried last"
 

@@ -8,11 +8,12 @@ knows about a particular format or reads files.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rag.models import Paper, stable_id
+from rag.models import Paper, Section, stable_id
 
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
@@ -20,6 +21,8 @@ _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
 _SPACE = re.compile(r"\s+")
 _LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl",
                             "ﬅ": "ft", "ﬆ": "st"})
+# Alphabetic presentation forms (ligatures) and mathematical alphanumeric symbols
+_COMPAT = re.compile("[\ufb00-\ufb4f\U0001d400-\U0001d7ff]+")
 _AFFILIATION = re.compile(r"\s*\((?:[^()]|\([^()]*\))*\)")
 _VENUES = {"iclr": "ICLR", "neurips": "NeurIPS", "nips": "NeurIPS", "icml": "ICML",
            "aaai": "AAAI", "cvpr": "CVPR", "acl": "ACL", "emnlp": "EMNLP"}
@@ -39,6 +42,9 @@ class Draft:
     venue: str | None = None
     year: int | None = None
     page_starts: tuple[int, ...] = ()
+    pages: int | None = None
+    sections: tuple[Section, ...] = ()
+    warnings: tuple[str, ...] = ()
     lines: list[str] = field(default_factory=list)  # scratch space while a parser collects text
 
 
@@ -57,7 +63,13 @@ def plain(text: str) -> str:
 
 def unligature(text: str) -> str:
     """Typographic ligatures (ﬁ, ﬂ, ...) spelled out, so words match what people type."""
-    return text.translate(_LIGATURES)
+    return fold_compat(text.translate(_LIGATURES))
+
+
+def fold_compat(text: str) -> str:
+    """Ligatures (ﬁ), math letters (𝑎, 𝐁) and other presentation forms NFKC-folded to plain
+    letters; the rest of the text (superscripts, symbols, dashes) is left as printed."""
+    return _COMPAT.sub(lambda m: unicodedata.normalize("NFKC", m.group(0)), text)
 
 
 def strip_affiliation(name: str) -> str:
@@ -95,7 +107,8 @@ def finish(drafts: Iterable[Draft], source: str) -> list[Paper]:
         papers.append(Paper(
             id=stable_id(source, title, str(ordinal)), title=title, source=source, text=text,
             authors=d.authors, venue=d.venue, year=d.year, url=d.url, tldr=d.tldr,
-            section=d.section, kind=d.kind, page_starts=d.page_starts,
+            section=d.section, kind=d.kind, page_starts=d.page_starts, pages=d.pages,
+            sections=d.sections, warnings=d.warnings,
         ))
     return papers
 

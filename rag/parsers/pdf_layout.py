@@ -24,13 +24,14 @@ It does not read metadata (see `pdf.py`) and does not look past page 1.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
 from rag.parsers.common import fold, split_authors
 
 MARKS = "*∗⋆†‡§¶#♯♭•"
-_MARK_RUN = re.compile(rf"^[\s\d,(){re.escape(MARKS)}a-z]{{0,6}}$")
+_MARK_RUN = re.compile(rf"^[\s\d,()?{re.escape(MARKS)}a-z]{{0,6}}$")
 _STOP = re.compile(
     r"^\s*(?:\d+\.?\s*|I\.\s*)?(abstract|a\s?b\s?s\s?t\s?r\s?a\s?c\s?t|summary|keywords|key\s?words"
     r"|index\s+terms|ccs\s+concepts|introduction|contents|nomenclature|highlights"
@@ -61,6 +62,78 @@ class Span:
     size: float
     text: str
     bold: bool = False
+    end: float | None = None  # right edge when the library reports it; else estimated
+
+
+@dataclass
+class Char:
+    """One glyph as a PDF library reports it: text, left/right edge, baseline, size, weight."""
+
+    text: str
+    x0: float
+    x1: float
+    y: float
+    size: float
+    bold: bool = False
+
+
+def runs(chars: list[Char]) -> list[Span]:
+    """Glyphs (in content-stream order) grouped into runs of one size, weight and baseline.
+
+    A run also ends at a wide horizontal gap (more than 1.2 font sizes, the gap between names
+    set apart in an author line) or when the next glyph jumps back to the left (a new line).
+    Spacing accents printed over a letter (LaTeX's "O\\u{g}uz" is a "g" with a "˘" on top) are
+    folded into that letter.
+    """
+    chars = _combine_accents(chars)
+    spans: list[Span] = []
+    cur: list[Char] = []
+
+    def flush() -> None:
+        text = "".join(c.text for c in cur)
+        if text.strip():
+            inked = [c for c in cur if c.text.strip()]
+            spans.append(Span(inked[0].x0, inked[0].y, inked[0].size, text,
+                              bold=inked[0].bold, end=max(c.x1 for c in inked)))
+        cur.clear()
+
+    for ch in chars:
+        if ch.text in "\r\n":
+            flush()
+            continue
+        inked = [c for c in cur if c.text.strip()]
+        if inked and ch.text.strip():
+            last = inked[-1]
+            ref = max(last.size, ch.size)
+            if (abs(ch.size - last.size) > 0.05 * ref or ch.bold != last.bold
+                    or abs(ch.y - last.y) > 0.3 * ref or ch.x0 > last.x1 + 1.2 * ref
+                    or ch.x0 < last.x0 - 0.5 * ref):
+                flush()
+        cur.append(ch)
+    flush()
+    return spans
+
+
+def _combine_accents(chars: list[Char]) -> list[Char]:
+    """A spacing accent (Unicode Sk: ˘ ´ ¨ ...) over a nearby letter becomes a combining mark."""
+    out = list(chars)
+    drop = set()
+    for i, c in enumerate(chars):
+        if len(c.text) != 1 or unicodedata.category(c.text) != "Sk":
+            continue
+        mark = unicodedata.normalize("NFKD", c.text).strip()
+        if len(mark) != 1 or not unicodedata.combining(mark):
+            continue
+        mid = (c.x0 + c.x1) / 2
+        for j in range(max(0, i - 4), min(len(chars), i + 5)):
+            t = out[j]
+            if j != i and t.text.isalpha() and t.x0 - 0.5 <= mid <= t.x1 + 0.5 \
+                    and abs(t.y - c.y) <= t.size:
+                out[j] = Char(unicodedata.normalize("NFC", t.text + mark), t.x0, t.x1, t.y,
+                              t.size, t.bold)
+                drop.add(i)
+                break
+    return [c for i, c in enumerate(out) if i not in drop]
 
 
 def front_matter(spans: list[Span], top: float, height: float,
@@ -153,6 +226,8 @@ def _same_column(members: list[tuple[int, Span]], anchor: Span,
                  size: float) -> list[tuple[int, Span]]:
     """Drop runs that sit on a title line but far to the side (the other column's text)."""
     def end(s: Span) -> float:  # rough right edge: capitals are wider than small letters
+        if s.end is not None:
+            return s.end
         return s.x + s.size * sum(0.7 if ch.isupper() else 0.5 for ch in s.text)
 
     ordered = sorted((m for m in members if m[1].y == anchor.y), key=lambda m: m[1].x)
@@ -200,21 +275,35 @@ def _authors(spans: list[Span], limit: float) -> tuple[str, ...]:
     """Names in the runs after the title, up to the abstract or a run of `limit` size or more."""
     region: list[Span] = []
     for s in spans:
-        if _STOP.match(s.text) or s.size >= limit or len(region) >= 120:
+        if _STOP.match(s.text) or s.size >= limit or len(region) >= 160:
             break
         region.append(s)
     named = [s for s in region if letters(s.text) >= 2]
     if not named:
         return ()
-    size = max(s.size for s in named)
+    size = _name_size(named)
     chosen = [s for s in region if s.size >= 0.95 * size]
     bold = [s for s in chosen if s.bold and letters(s.text) >= 2]
     if bold and len(bold) < len([s for s in chosen if letters(s.text) >= 2]):
         chosen = [s for s in chosen if s.bold]  # names in bold, affiliations in the same size
+    keep = {id(s) for s in chosen}
     names: list[str] = []
-    for line in _lines(chosen):
+    for line in _rejoin_wrapped(_lines(region, keep)):
         names.extend(_names_in(line))
     return tuple(dict.fromkeys(names))[:40]
+
+
+def _name_size(named: list[Span]) -> float:
+    """The font size of the names: the largest size that carries a name-like run.
+
+    Usually the largest text under the title; a few big-lettered affiliation marks or a
+    one-word logo do not count, since names have two or more words.
+    """
+    for size in sorted({round(s.size, 1) for s in named}, reverse=True):
+        runs_here = [s for s in named if round(s.size, 1) == size]
+        if any(len(_strip_marks(r.text).replace(",", " ").split()) >= 2 for r in runs_here):
+            return size
+    return max(s.size for s in named)
 
 
 def _names_in(line: str) -> list[str]:
@@ -232,24 +321,75 @@ def _names_in(line: str) -> list[str]:
     return names
 
 
-def _lines(spans: list[Span]) -> list[str]:
-    """Runs grouped into lines; a wide horizontal gap separates names like a comma."""
+def _lines(region: list[Span], keep: set[int]) -> list[str]:
+    """The kept runs grouped into lines. What separates two names becomes a mark ("†"): a
+    wide horizontal gap, or a run left out between them (a raised or smaller affiliation mark
+    such as "α" or "1")."""
     lines: list[str] = []
     prev: Span | None = None
-    for s in spans:
+    skipped = False
+    for s in region:
+        if id(s) not in keep:
+            skipped = skipped or prev is not None
+            continue
         if prev is None or abs(s.y - prev.y) > 0.5 * s.size:
+            if skipped and lines:  # the previous line ended in a mark
+                lines[-1] += " †"
             lines.append(s.text)
-        elif s.x > prev.x + 0.6 * prev.size * len(prev.text) + 2 * s.size:
-            lines[-1] += ", " + s.text
+        elif skipped or s.x > _end(prev) + 1.2 * s.size:
+            lines[-1] += " † " + s.text
         else:
             lines[-1] += s.text
-        prev = s
-    return lines
+        prev, skipped = s, False
+    return [fold(line) for line in lines]
+
+
+def _rejoin_wrapped(lines: list[str]) -> list[str]:
+    """A name broken across two lines of a comma-separated author list ("..., Benjamin Charles
+    Germain" / "Lee4, Jacob ...") is joined again: the line separates its names with commas,
+    its other names carry marks, its last one has none, and the next line opens with one or two
+    words closed by a mark or comma."""
+    out: list[str] = []
+    for line in lines:
+        if out and _wrapped(out[-1], line):
+            out[-1] = out[-1] + " " + line
+        else:
+            out.append(line)
+    return out
+
+
+def _wrapped(prev: str, line: str) -> bool:
+    pieces = [p.strip() for p in prev.split(",") if p.strip()]
+    if len(pieces) < 2 or not re.search(r"[^\W\d_]$", prev.strip()):
+        return False
+    if not all(re.search(rf"[{re.escape(MARKS)}\d][^\w]*$", p) or _is_mark_text(p)
+               for p in pieces[:-1]):
+        return False
+    head = re.match(rf"^([^\W\d_][^\s,{re.escape(MARKS)}\d]*(?:\s[^\W\d_][^\s,"
+                    rf"{re.escape(MARKS)}\d]*)?)\s*[,{re.escape(MARKS)}\d]", line)
+    return head is not None and len(pieces[-1].split()) + len(head.group(1).split()) <= 5
+
+
+def _is_mark_text(piece: str) -> bool:
+    return bool(piece) and all(not ch.isalpha() or ch in MARKS for ch in piece)
+
+
+def _end(s: Span) -> float:
+    """Right edge of a run: as reported, or estimated (capitals are wider than small letters)."""
+    if s.end is not None:
+        return s.end
+    return s.x + 0.6 * s.size * len(s.text)
 
 
 def _strip_marks(line: str) -> str:
-    line = re.sub(rf"[{re.escape(MARKS)}\d]+", ",", line.replace("\n", ", "))
+    line = "".join("," if _is_symbol(ch) else ch for ch in line.replace("\n", ", "))
+    line = re.sub(rf"[{re.escape(MARKS)}\d]+", ",", line)
     return re.sub(r"\s*,[\s,]*", ", ", line)
+
+
+def _is_symbol(ch: str) -> bool:
+    """Affiliation marks of any kind: ∗ † ‡ ♠ ♢ □ ⋄ and other symbols (not letters, not '.-')."""
+    return ch in MARKS or unicodedata.category(ch) in {"So", "Sm", "Sk", "Co"} or ch in "†‡"
 
 
 def _tidy(name: str) -> str:
