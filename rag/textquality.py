@@ -14,6 +14,7 @@ import unicodedata
 
 _TOKEN = re.compile(r"\S+")
 _WORD = re.compile(r"^[(\"'\[]*[^\W\d_]{2,}(?:[-'’][^\W\d_]+)*[)\"'\].,;:!?]*$")
+_NUMBER = re.compile(r"^[(\[]*[-+]?\d+(?:[.,]\d+)*%?[)\].,;:]*$")
 _PLAIN_PUNCT = set(".,;:!?'\"()[]-–—’‘“”%/&")
 _SINGLE_OK = {"a", "A", "I"}
 
@@ -21,7 +22,8 @@ _SINGLE_OK = {"a", "A", "I"}
 def prose_score(text: str) -> float:
     """1.0 for a sentence of words, towards 0 for math, matrices, tables and symbol soup.
 
-    Starts from the share of tokens that are words (two or more letters) and subtracts for
+    Starts from the share of tokens that are words (two or more letters; a number counts half)
+    and subtracts for
     symbol characters (math operators, Greek, arrows), digits beyond a sentence's usual few,
     and runs of three or more one-character tokens (variables and matrix entries).
     """
@@ -29,7 +31,8 @@ def prose_score(text: str) -> float:
     if not tokens:
         return 0.0
     words = sum(bool(_WORD.match(t)) for t in tokens)
-    score = words / len(tokens)
+    numbers = sum(bool(_NUMBER.match(t)) for t in tokens)  # "84.6%", "(2019)." half count
+    score = (words + 0.5 * numbers) / len(tokens)
     visible = [ch for ch in text if not ch.isspace()]
     n = max(len(visible), 1)
     symbols = sum(_is_symbol(ch) for ch in visible) / n

@@ -2,17 +2,20 @@
 offsets), its sections, and a parse report.
 
 Library: PDFium through pypdfium2 (BSD/Apache), chosen by measurement on the eight real papers
-of shared/pdfs/real/ (110 pages; title and author-list accuracy with the same layout rules in
-`pdf_layout.py` fed from each library's glyphs or text runs):
+of shared/pdfs/real/ (110 pages). Title and full-author-list accuracy use the same layout rules
+(`pdf_layout.py`) fed from each library's page-1 glyphs or text runs; times on 2 busy cores:
 
-    library                      text s/page   titles   full author lists
-    pypdfium2 5.15 (this)           0.008        8/8          8/8
-    pdfplumber 0.11 (pdfminer)      0.40         8/8          8/8
-    pypdf 7.1 (text visitor)        0.11         8/8          3/8
+    library                      text only s/page   page-1 layout s   titles   author lists
+    pypdfium2 5.15 (this)             0.008             0.1            8/8        8/8
+    pdfplumber 0.11 (pdfminer)        0.40-0.50         0.6-0.9        8/8        7/8
+    pypdf 7.1 (text visitor)          0.11              0.2-0.3        8/8        6/8
 
-pdfplumber sees the same glyphs but is 50 times slower; pypdf reports text runs, not glyphs,
-so affiliation marks stick to the names ("Kalpesh Krishna♠"). PDFium also opens AES-encrypted
-files that need no password without extra packages and tolerates broken cross-reference tables.
+The whole parse here (text, sections, page-1 layout) takes about 0.035 s per page. pdfplumber
+sees the same glyphs (its miss: an affiliation line taken for a name) but is 50 times slower;
+pypdf reports text runs, not glyphs, so a spacing accent cannot be put back on its letter and a
+name wrapped next to a mark is lost. PDFium also opens AES-encrypted files that need no
+password without extra packages, tolerates broken cross-reference tables, and marks line-end
+hyphens (U+FFFE) so broken words can be joined safely.
 PyMuPDF (AGPL) is not an option.
 
 Text: PDFium's text of each page in its reading order, lines set at an angle to the page's
