@@ -13,7 +13,8 @@ from rag.server import main, settings_from_args
 from rag.ui import build_demo
 
 settings = settings_from_args(sys.argv[1:] if __name__ == "__main__" else [])
-demo = build_demo(Pipeline(settings))
+# First start: an empty store gets the shipped corpus, indexed in the background while serving.
+demo = build_demo(Pipeline(settings), index_default=__name__ == "__main__")
 
 if __name__ == "__main__":
     main(demo, settings)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from rag.conversation import Standalone, Turn, standalone
-from rag.errors import ConfigError
+from rag.errors import ConfigError, ModelStoppedError
 from rag.extractive import IDF, Extract, ExtractiveAnswerer
-from rag.indexing import Indexer, IndexReport, Progress
+from rag.indexing import Indexer, IndexReport, PaperProgress, Progress
 from rag.llms import get_llm, llm_names
 from rag.models import Answer, Hit, Paper, SentenceCheck
 from rag.prompting import build_evidence_prompt
@@ -74,10 +74,11 @@ class Pipeline:
         """Every paper in the library, in source order."""
         return sorted(self.retriever.library.papers.values(), key=lambda p: (p.source, p.title))
 
-    def add_documents(self, paths: Sequence[Path], progress: Progress | None = None) -> IndexReport:
+    def add_documents(self, paths: Sequence[Path], progress: Progress | None = None,
+                      papers_progress: PaperProgress | None = None) -> IndexReport:
         """Index files (e.g. uploads) into the library; they are answerable at once."""
         report = Indexer(self.settings, embedder=self.retriever.embedder,
-                         store=self.retriever.store).index(list(paths), progress)
+                         store=self.retriever.store).index(list(paths), progress, papers_progress)
         self.retriever.reload()
         return report
 
@@ -207,21 +208,40 @@ class Pipeline:
 
     def _stream_llm(self, base: Answer, question: str, extract: Extract, backend: str,
                     started: float) -> Iterator[Answer]:
-        llm = get_llm(backend, self.settings)
-        prompt = build_evidence_prompt(question, extract.evidence, base.sources, llm,
-                                       self.settings.llm_max_tokens)
-        if prompt.trimmed:
-            base.notes.append(f"prompt holds {prompt.sources_used} of {len(base.sources)} sources")
         raw = ""
-        for piece in llm.stream(prompt.messages, max_tokens=self.settings.llm_max_tokens,
-                                stop=["</source>", "\n\nQuestion:"]):
-            if not raw:
-                base.timings["ttft_s"] = round(time.perf_counter() - started, 4)
-            raw += piece
-            base.text = raw
-            yield replace(base)
+        try:
+            llm = get_llm(backend, self.settings)
+            prompt = build_evidence_prompt(question, extract.evidence, base.sources, llm,
+                                           self.settings.llm_max_tokens)
+            if prompt.trimmed:
+                base.notes.append(f"prompt holds {prompt.sources_used} of {len(base.sources)} "
+                                  "sources")
+            for piece in llm.stream(prompt.messages, max_tokens=self.settings.llm_max_tokens,
+                                    stop=["</source>", "\n\nQuestion:"]):
+                if not raw:
+                    base.timings["ttft_s"] = round(time.perf_counter() - started, 4)
+                raw += piece
+                base.text = raw
+                yield replace(base)
+        except ModelStoppedError as exc:
+            yield self._without_model(base, extract, exc, started)
+            return
         base.timings["generate_s"] = round(time.perf_counter() - started, 4)
         yield self._grounded(base, raw, extract, started)
+
+    def _without_model(self, base: Answer, extract: Extract, exc: ModelStoppedError,
+                       started: float) -> Answer:
+        """The local model died or hung: answer from the sources, and say so."""
+        reason = str(exc).split(": ", 1)[-1]
+        note = f"{reason}; answered from the sources without it"
+        base.text = f"{extract.text}\n\n*Note: {note}.*"
+        base.citations = extract.cited
+        base.sentences = [SentenceCheck(s, citations_in(s), True, "extracted")
+                          for s in split_sentences(extract.text)]
+        base.notes.append(note)
+        base.timings["total_s"] = round(time.perf_counter() - started, 4)
+        base.timings.setdefault("ttft_s", base.timings["total_s"])
+        return base
 
     def _grounded(self, base: Answer, raw: str, extract: Extract, started: float) -> Answer:
         """Keep verified sentences; fall back to the extractive answer when none survive."""

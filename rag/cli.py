@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +34,43 @@ def _emit(data: Any) -> None:
 
 def _settings() -> Settings:
     return get_settings()
+
+
+@contextmanager
+def papers_bar(out: Console, description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar counting papers; yields the (done, total) callback."""
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} papers"), TimeElapsedColumn(),
+                  console=out, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _first_start(settings: Settings) -> None:
+    """Reading commands on an empty store build the shipped library first (once), with
+    progress on stderr; a store holding anything, or RAG_CORPUS_DIR pointed elsewhere, is left
+    alone (`rag.indexing.builds_default_library`)."""
+    from rag.indexing import Indexer, builds_default_library
+    from rag.store import ChunkStore
+
+    store = ChunkStore(settings)
+    if not builds_default_library(settings, store):
+        return
+    err.print(f"The library is empty: indexing the default library ({settings.corpus_dir}) "
+              "first; this happens once.")
+    with papers_bar(err, "indexing the default library") as bar:
+        report = Indexer(settings, store=store).index([settings.corpus_dir], papers_progress=bar)
+    for file, reason in report.skipped:
+        err.print(f"[yellow]skipped[/yellow] {file}: {reason}")
+    err.print(f"indexed {report.papers} papers ({report.chunks_added} chunks) in "
+              f"{report.seconds:.1f} s")
+
+
+def _reading_settings() -> Settings:
+    """Settings for a command that reads the library, after building it on first start."""
+    settings = _settings()
+    _first_start(settings)
+    return settings
 
 
 def _guard(fn: Callable[[], None]) -> None:
@@ -98,7 +136,7 @@ def search(
     def run() -> None:
         from rag.retrieval import Filters, Retriever
 
-        hits = Retriever(_settings()).search(query, k, Filters(venue, year, author, source))
+        hits = Retriever(_reading_settings()).search(query, k, Filters(venue, year, author, source))
         if as_json:
             _emit([{"rank": i + 1, "score": round(h.score, 5), "title": h.paper.title,
                     "venue": h.paper.venue, "year": h.paper.year, "source": h.paper.source,
@@ -129,7 +167,7 @@ def papers(
         from rag.store import ChunkStore
 
         f = Filters(venue, year, author, source)
-        found = [p for p in ChunkStore(_settings()).papers()
+        found = [p for p in ChunkStore(_reading_settings()).papers()
                  if f.accepts(p) and (not title or title.lower() in p.title.lower())]
         if as_json:
             _emit([p.to_dict() for p in found])
@@ -156,7 +194,7 @@ def stats(as_json: JsonOpt = False) -> None:
 
         from rag.store import ChunkStore
 
-        settings = _settings()
+        settings = _reading_settings()
         store = ChunkStore(settings)
         chunks = store.chunks()
         papers = {c.paper.id: c.paper for c in chunks}
@@ -251,7 +289,7 @@ def ask(
         from rag.chain import Pipeline
         from rag.retrieval import Filters
 
-        pipe = Pipeline(_settings())
+        pipe = Pipeline(_reading_settings())
         stream = pipe.answer_stream(question, filters=Filters(venue, year, author), k=k,
                                     backend=backend)
         final = _stream_answer(stream, as_json)
@@ -272,7 +310,7 @@ def chat(
     def run() -> None:
         from rag.chain import Pipeline
 
-        pipe = Pipeline(_settings())
+        pipe = Pipeline(_reading_settings())
         history: list[dict[str, str]] = []
         while True:
             try:
@@ -309,8 +347,8 @@ def eval_(
         from rag.evaluation import format_summary, load_jsonl, run_questions, score
         from rag.responders import make_responder
 
-        settings = _settings()
         qs = load_jsonl(questions)
+        settings = _reading_settings()
         respond = make_responder(settings, backend=backend, k=k, retrieval_only=retrieval_only)
         out.parent.mkdir(parents=True, exist_ok=True)
         results = []

@@ -5,10 +5,17 @@ or a paper named by title or by its distinctive name (e.g. "DeBERTa") narrows or
 results. For a question about one paper it returns that paper's best passages; otherwise one
 passage per paper, so the top five are five different papers. Exposed to LangChain as a
 `BaseRetriever` in `rag.langchain_adapters`. This module does not build prompts or answers.
+
+The library follows the store: at most once per `CHECK_EVERY_S` a search compares the store's
+change signal (`ChunkStore.signal`, ~3 ms) with the one the library was loaded at; on a change a
+background thread re-opens the store and loads a new library while the old one keeps answering,
+then swaps them. So papers another process (`rag index`) adds or removes are answered, or no
+longer answered, within a few seconds, without a restart.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -22,6 +29,9 @@ from rag.query import QueryIntent, analyse
 from rag.settings import Settings
 from rag.store import ChunkStore
 
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 1.0  # how often a process asks the store whether another process changed it
 PASSAGE_CHARS = 1400
 DOCUMENT_PENALTY = 0.5  # a passage a reader checks at a glance; neighbours are merged up to this
 
@@ -64,6 +74,7 @@ class Library:
     fingerprint: str
     loaded_at: float = field(default_factory=time.monotonic)
     sources_with_papers: dict[str, bool] = field(default_factory=dict)
+    store: ChunkStore | None = None  # the store it was read from, searched with it
 
     @classmethod
     def load(cls, store: ChunkStore, settings: Settings) -> Library:
@@ -77,7 +88,7 @@ class Library:
         papers = {pid: cs[0].paper for pid, cs in by_paper.items()}
         with_papers = {p.source: True for p in papers.values() if p.kind != "document"}
         return cls(chunks, dict(by_paper), papers, lexical, lexical.fingerprint,
-                   sources_with_papers=with_papers)
+                   sources_with_papers=with_papers, store=store)
 
     def paper_text(self, paper_id: str) -> str:
         """The paper's text rebuilt from its chunks, overlaps removed."""
@@ -98,16 +109,21 @@ def _join_overlapping(left: str, right: str) -> str:
 
 
 class Retriever:
-    """Question in, ranked passages out. Thread-safe; reloads when the store changes."""
+    """Question in, ranked passages out. Thread-safe; reloads when the store changes, whoever
+    changed it (see the module docstring)."""
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
-                 store: ChunkStore | None = None) -> None:
+                 store: ChunkStore | None = None, check_every_s: float = CHECK_EVERY_S) -> None:
         self.settings = settings
         self.embedder = embedder or get_embedder(settings.embedding_model,
                                                  settings.embedding_batch_size)
         self.store = store or ChunkStore(settings)
+        self.check_every_s = check_every_s
         self._library: Library | None = None
         self._lock = threading.Lock()
+        self._signal: tuple[int, str] | None = None  # the store's signal the library reflects
+        self._checked = 0.0
+        self._refreshing = threading.Lock()  # one check or background reload at a time
 
     @property
     def default_filters(self) -> Filters:
@@ -117,17 +133,76 @@ class Retriever:
 
     @property
     def library(self) -> Library:
+        """The current library; never waits for a reload once one is loaded."""
         if self._library is None:
             with self._lock:  # a warm-up and a first request must not both load it
                 if self._library is None:
+                    self._signal = self._read_signal(self.store)
                     self._library = Library.load(self.store, self.settings)
+                    self._checked = time.monotonic()
+        else:
+            self.refresh_if_changed()
         return self._library
 
     def reload(self) -> Library:
-        """Re-read the store (after indexing new files)."""
+        """Re-read the store now (after this process indexed new files)."""
         with self._lock:
+            self._signal = self._read_signal(self.store)
             self._library = Library.load(self.store, self.settings)
         return self._library
+
+    def refresh_if_changed(self, wait: bool = False) -> bool:
+        """Start a background reload if the store changed since the library was loaded (checked
+        at most once per `check_every_s`); True when one was started. `wait`: check now and
+        finish the reload before returning."""
+        if not wait and time.monotonic() - self._checked < self.check_every_s:
+            return False
+        if not self._refreshing.acquire(blocking=wait):
+            return False  # another thread is checking or reloading
+        self._checked = time.monotonic()
+        try:
+            signal = self._read_signal(self.store)
+        except Exception as exc:  # the store is briefly unreachable: keep serving, retry later
+            log.warning("could not check the store for changes: %s", exc)
+            self._refreshing.release()
+            return False
+        if signal == self._signal:
+            self._refreshing.release()
+            return False
+        if wait:
+            self._reload_changed()
+        else:
+            threading.Thread(target=self._reload_changed, name="rag-library-reload",
+                             daemon=True).start()
+        return True
+
+    @staticmethod
+    def _read_signal(store: ChunkStore) -> tuple[int, str] | None:
+        return store.signal()
+
+    def _reload_changed(self) -> None:
+        """Runs holding `_refreshing`: re-open the store, load the new library, swap them in."""
+        from rag.store import no_writer
+
+        try:
+            with no_writer(self.settings) as free:
+                if not free:  # an indexer is writing; retry at the next check
+                    return
+                store = self.store.reopened()
+                signal = self._read_signal(store)
+                library = Library.load(store, self.settings)
+            with self._lock:
+                old, self.store = self.store, store
+                self._library, self._signal = library, signal
+            if old is not store:
+                old.close()
+            log.info("library reloaded: %d papers, %d chunks", len(library.papers),
+                     len(library.chunks))
+        except Exception as exc:  # the old library keeps serving; the next check retries
+            log.warning("could not reload the library: %s", exc)
+        finally:
+            self._checked = time.monotonic()
+            self._refreshing.release()
 
     def search(self, question: str, k: int | None = None, filters: Filters | None = None,
                intent: QueryIntent | None = None) -> list[Hit]:
@@ -174,7 +249,8 @@ class Retriever:
                 return {}
             where = {"paper_id": {"$in": sorted(allowed)}}
         vector = self.embedder.embed([question])[0]
-        for rank, (dense_chunk, _sim) in enumerate(self.store.query(vector, n, where)):
+        store = lib.store or self.store  # the store this library was read from
+        for rank, (dense_chunk, _sim) in enumerate(store.query(vector, n, where)):
             if dense_chunk.id in lib.chunks:
                 scores[dense_chunk.id] += self.settings.dense_weight / (rrf + rank + 1)
         lexical = lib.lexical.search(question, n * (4 if allowed is not None else 1))

@@ -4,13 +4,29 @@ Embedded by default (`PersistentClient` under the data directory); Chroma's own 
 mode (`HttpClient`) when RAG_CHROMA_HOST is set. Chunk ids are content hashes, so writing the
 same chunk twice is a no-op and an interrupted run is completed by the next one. This module does
 not embed text or decide what to index; see `rag.indexing`.
+
+Several processes on one embedded store (measured with chromadb 1.5.9): a process sees another's
+new records through `get`/`count` (SQLite) at once, but `query` keeps answering from the HNSW
+index it loaded, even through a new `PersistentClient` (Chroma caches one System per path).
+Re-opening the store on a new System (`ChunkStore.reopened`) sees everything. Two processes
+*writing* at the same time lost vectors from HNSW (10 of 84 probes missed their own vector), one
+after the other lost nothing. Hence `write_lock`: one writer at a time per data directory, and
+readers re-open only while no writer holds it. A Chroma server has none of these limits.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from rag.errors import StoreError
@@ -19,10 +35,16 @@ from rag.settings import Settings
 
 Where = dict[str, Any]
 _PAGE = 500  # ids fetched per request when listing a large collection
+_MARK = "changed"  # the one record of the '<collection>-changes' collection
+_WRITE_WAIT_S = 15.0  # how long a writer waits for another one before giving up
+_CLOSE_AFTER_S = 30.0  # a replaced embedded client keeps serving searches under way this long
 
 
-def _client(settings: Settings) -> Any:
+def _client(settings: Settings, fresh: bool = False) -> Any:
+    """A Chroma client. `fresh` (embedded only): on a new Chroma System, so its HNSW index is
+    read from disk again instead of the one this process loaded earlier."""
     import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings as ChromaSettings
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
@@ -42,7 +64,71 @@ def _client(settings: Settings) -> Any:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create the data directory '{path}': {exc}; set RAG_DATA_DIR") from exc
+    if fresh:
+        # subtle: Chroma keeps one System per path for the whole process; forgetting it (not
+        # stopping it: the old client may still be serving a search) makes the next client
+        # open a new one. The old one is stopped by `ChunkStore.close`.
+        with SharedSystemClient._refcount_lock:
+            SharedSystemClient._identifier_to_system.pop(str(path), None)
+            SharedSystemClient._identifier_to_refcount.pop(str(path), None)
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+def _lock_file(settings: Settings) -> Path:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings.data_dir / "write.lock"
+
+
+@contextmanager
+def write_lock(settings: Settings, wait_s: float = _WRITE_WAIT_S) -> Iterator[None]:
+    """Hold the data directory's writer lock (embedded store only; a Chroma server orders writes
+    itself). Waits up to `wait_s` for another writer, then raises StoreError: never hangs."""
+    if settings.use_server:
+        yield
+        return
+    path = _lock_file(settings)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = path.read_text(errors="replace").strip() or "another process"
+                    raise StoreError(
+                        f"the library in '{settings.data_dir}' is being written by {holder}; "
+                        "run this again when it has finished (or add the files in the app). "
+                        "For several writers, run `chroma run --path DIR --port 8000` and set "
+                        "RAG_CHROMA_HOST=127.0.0.1 RAG_CHROMA_PORT=8000 for every process"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:2]))
+        os.write(fd, f"pid {os.getpid()} ({command})".encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def no_writer(settings: Settings) -> Iterator[bool]:
+    """Shared side of `write_lock`: yields True, holding writers off, when no writer is active;
+    False (at once) when one is."""
+    if settings.use_server:
+        yield True
+        return
+    fd = os.open(_lock_file(settings), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def chunk_metadata(chunk: Chunk, path: str) -> dict[str, str | int | float | bool]:
@@ -90,17 +176,33 @@ def chunk_from_record(cid: str, text: str, meta: dict[str, Any]) -> Chunk:
 class ChunkStore:
     """One Chroma collection holding every chunk of the library, for one index shape."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, fresh: bool = False) -> None:
         self.settings = settings
         self.name = settings.collection_name()
+        self._fresh = fresh
+        self._client: Any = None
+        self._system: Any = None
         self._collection: Any = None
+        self._changes: Any = None
+        self._open_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._open_lock:
+            if self._client is None:
+                self._client = _client(self.settings, self._fresh)
+                if not self.settings.use_server:
+                    from chromadb.api.shared_system_client import SharedSystemClient
+
+                    self._system = SharedSystemClient._identifier_to_system.get(
+                        str(self.settings.data_dir / "chroma"))
+        return self._client
 
     @property
     def collection(self) -> Any:
         if self._collection is None:
-            client = _client(self.settings)
             try:
-                self._collection = client.get_or_create_collection(
+                self._collection = self.client.get_or_create_collection(
                     self.name,
                     metadata={"hnsw:space": "cosine", "embedding_model": self.settings.embedding_model},
                     embedding_function=None,
@@ -108,6 +210,55 @@ class ChunkStore:
             except Exception as exc:
                 raise StoreError(f"cannot open Chroma collection '{self.name}': {exc}") from exc
         return self._collection
+
+    @property
+    def changes(self) -> Any:
+        """A one-record collection beside the chunks: the indexer rewrites its document after
+        every change, so every process (and every machine, with a server) can notice."""
+        if self._changes is None:
+            try:
+                self._changes = self.client.get_or_create_collection(
+                    f"{self.name}-changes", embedding_function=None)
+            except Exception as exc:
+                raise StoreError(f"cannot open Chroma collection '{self.name}-changes': "
+                                 f"{exc}") from exc
+        return self._changes
+
+    # --- change tracking across processes -------------------------------------------------------
+    def mark_changed(self) -> None:
+        """Tell readers in other processes that the chunks changed."""
+        self.changes.upsert(ids=[_MARK], embeddings=[[1.0]], documents=[uuid.uuid4().hex])
+
+    def signal(self) -> tuple[int, str]:
+        """Cheap (two small reads, about 3 ms): changes whenever an indexer changed the store;
+        the count also catches writers that do not mark their changes."""
+        got = self.changes.get(ids=[_MARK], include=["documents"])
+        docs = got.get("documents") or []
+        return self.count(), str(docs[0]) if docs else ""
+
+    def reopened(self) -> ChunkStore:
+        """This store as another process's writes left it. Embedded: a new client on a new Chroma
+        System (the old one's HNSW index is stale); a server is always current."""
+        if self.settings.use_server:
+            return self
+        return ChunkStore(self.settings, fresh=True)
+
+    def close(self, delay_s: float = _CLOSE_AFTER_S) -> None:
+        """Release an embedded store's Chroma System once searches under way have finished
+        (after `delay_s`), unless it is still the one Chroma hands out."""
+        system = self._system
+        if system is None:
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        def stop() -> None:
+            if system not in SharedSystemClient._identifier_to_system.values():
+                with suppress(Exception):  # already stopped: nothing left to release
+                    system.stop()
+
+        timer = threading.Timer(delay_s, stop)
+        timer.daemon = True
+        timer.start()
 
     # --- writing -------------------------------------------------------------------------------
     def add(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]], path: str) -> None:
@@ -169,10 +320,13 @@ class ChunkStore:
             query_embeddings=[list(vector)], n_results=min(n, total), where=where,
             include=["documents", "metadatas", "distances"],
         )
+        # subtle: an embedded store's HNSW index can hold ids another process has deleted
+        # since this one loaded it; their records come back empty and are skipped.
         return [
             (chunk_from_record(i, d, m), 1.0 - float(dist))
             for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
                                      got["distances"][0], strict=True)
+            if m is not None and d is not None
         ]
 
     def fingerprint(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ import gradio as gr
 
 from rag.chain import Pipeline
 from rag.errors import RagError
+from rag.indexing import DefaultLibrary, builds_default_library
 from rag.models import Answer, Paper
 from rag.render import (
     EMPTY_SOURCES,
@@ -70,11 +72,54 @@ def parse_filters(venue: str | None = None, year: Any = None, author: str | None
 class ChatApp:
     """One per demo: the pipeline (plus per-model variants) and the event handlers."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, first_start: DefaultLibrary | None = None) -> None:
         self.pipeline = pipeline
         self.settings = pipeline.settings
+        self.first_start = first_start or DefaultLibrary()
         self._variants: dict[tuple[str, str], Pipeline] = {}
         self._lock = threading.Lock()
+
+    # -- first start ----------------------------------------------------------------------------
+    def build_default_library(self) -> None:
+        """Index the shipped corpus into the empty store (background thread), then warm up.
+        The terminal shows the same progress as `rag index`."""
+        from rich.console import Console
+
+        from rag.cli import papers_bar
+
+        with papers_bar(Console(stderr=True), "indexing the default library") as bar:
+            def progress(done: int, total: int) -> None:
+                self.first_start.progress(done, total)
+                bar(done, total)
+
+            report = self.first_start.build(
+                lambda paths, papers_progress: self.pipeline.add_documents(
+                    paths, papers_progress=progress))
+        if report is not None:
+            print(f"* indexed the default library: {report.papers} papers, "
+                  f"{report.chunks_added} chunks in {report.seconds:.0f} s", flush=True)
+        else:
+            print(f"error: {self.first_start.status()}", file=sys.stderr, flush=True)
+        self.warm_up()
+
+    def indexing(self) -> bool:
+        return self.first_start.state == "indexing"
+
+    def status_tick(self, query: str = "") -> tuple[Any, ...]:
+        """The status line (every second while the default library is built); when it is done,
+        the Library tab is refreshed and the timer stops."""
+        text = self.first_start.status()
+        if self.indexing():
+            skip = (gr.skip(),) * 5
+            return (gr.update(value=f"⏳ {text}", visible=True), gr.Timer(active=True), *skip)
+        return (gr.update(value=f"⚠️ {text}" if text else "", visible=bool(text)),
+                gr.Timer(active=False), *self.library_updates(query))
+
+    def wait_for_library(self) -> Iterator[str]:
+        """While the default library is being built: its status every second, then nothing."""
+        while self.indexing():
+            yield self.first_start.status()
+            self.first_start.finished.wait(1.0)
 
     # -- pipelines --------------------------------------------------------------------------
     def pipeline_for(self, backend: str, model: str | None) -> Pipeline:
@@ -219,6 +264,10 @@ class ChatApp:
         history = list(history or [])
         prior = to_turns(history[:-1])
         history.append({"role": "assistant", "content": "…"})
+        for status in self.wait_for_library():  # first start: answer once the library is built
+            history[-1] = {"role": "assistant", "content": safe_markdown(
+                f"⏳ {status}. Your question is answered as soon as it is ready.")}
+            yield history, EMPTY_SOURCES
         try:
             if job["kind"] == "summary":
                 stream = pipe.summarise_stream(job["paper_id"], backend=backend)
@@ -273,6 +322,8 @@ class ChatApp:
             raise gr.Error(f"unknown filter(s) {sorted(unknown)}; use venue, year, author")
         backend = backend or self.settings.llm_backend
         pipe = self.pipeline_for(backend, model)
+        for _ in self.wait_for_library():  # first start: answer once the library is built
+            pass
         try:
             answer = pipe.answer(question.strip(), to_turns(history), backend=backend,
                                  filters=parse_filters(**(filters or {})), k=k)
@@ -297,9 +348,17 @@ class ChatApp:
 
 
 # --- layout --------------------------------------------------------------------------------------
-def build_demo(pipeline: Pipeline, *, warm_up: bool = True) -> gr.Blocks:
-    """The whole app; launch it with `rag.server.launch` (it adds the CSS, script and limits)."""
+def build_demo(pipeline: Pipeline, *, warm_up: bool = True,
+               index_default: bool = False) -> gr.Blocks:
+    """The whole app; launch it with `rag.server.launch` (it adds the CSS, script and limits).
+
+    `index_default` (what `python app.py` does): if the store is empty and RAG_CORPUS_DIR is the
+    shipped corpus, build that library in the background, with a status line, while serving."""
     app = ChatApp(pipeline)
+    first_start = index_default and builds_default_library(pipeline.settings,
+                                                           pipeline.retriever.store)
+    if first_start:
+        app.first_start.state = "indexing"  # before the first page or question arrives
     settings = pipeline.settings
     backends = pipeline.backends()
     default_backend = settings.llm_backend if settings.llm_backend in backends else backends[0]
@@ -308,6 +367,8 @@ def build_demo(pipeline: Pipeline, *, warm_up: bool = True) -> gr.Blocks:
         gr.HTML("<header class='app-head'><h1>Paper Chat</h1><p>Ask questions about the "
                 "research papers in your library. Answers quote the papers and cite them as "
                 "[n]; the passages they rest on are listed on the right.</p></header>")
+        library_status = gr.Markdown(f"⏳ {app.first_start.status()}", visible=first_start,
+                                     elem_id="library-status")
         last_job, job_local, job_fast = gr.State(None), gr.State(None), gr.State(None)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
@@ -401,12 +462,21 @@ def build_demo(pipeline: Pipeline, *, warm_up: bool = True) -> gr.Blocks:
         search.change(app.paper_rows, search, table, api_visibility="private", queue=False)
         add.click(app.upload, [files, search], [status, *lib_out], api_name="upload",
                   concurrency_limit=1, concurrency_id="index")
+        if first_start:
+            timer = gr.Timer(1.0)
+            timer.tick(app.status_tick, search, [library_status, timer, *lib_out],
+                       api_visibility="private", queue=False)
+            demo.load(app.status_tick, search, [library_status, timer, *lib_out],
+                      api_visibility="private", queue=False)
 
         gr.api(app.api_ask, api_name="ask")
         gr.api(app.api_summarise, api_name="summarise")
         gr.api(app.api_papers, api_name="papers")
     demo.queue(default_concurrency_limit=4)
-    if warm_up:
+    if first_start:
+        threading.Thread(target=app.build_default_library, name="rag-first-start",
+                         daemon=True).start()
+    elif warm_up:
         threading.Thread(target=app.warm_up, name="rag-warm-up", daemon=True).start()
     return demo
 

@@ -123,12 +123,14 @@ class AppProcess:
         return self.log.read_text(errors="replace")
 
 
-def start_app(args: list[str], data_dir: Path, log: Path, timeout: float = 180.0) -> AppProcess:
-    """`python app.py ARGS` with its store in `data_dir`; waits until the port answers."""
+def start_app(args: list[str], data_dir: Path, log: Path, timeout: float = 180.0,
+              env: dict[str, str] | None = None) -> AppProcess:
+    """`python app.py ARGS` with its store in `data_dir` (and extra `env` variables); waits
+    until the port answers."""
     port = free_port()
     env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "ANONYMIZED_TELEMETRY": "False", "PYTHONUNBUFFERED": "1"}
+           "ANONYMIZED_TELEMETRY": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     out = open(log, "wb")  # noqa: SIM115 - the child owns it; closed with the process
     proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port),
                              *args], cwd=PROJECT_ROOT, env=env, stdout=out,
