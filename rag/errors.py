@@ -42,3 +42,10 @@ class LLMError(RagError):
 
 class ContextOverflowError(LLMError):
     """The prompt does not fit the model's context window even after trimming."""
+
+
+class ModelStoppedError(LLMError):
+    """The local model's process crashed, was killed, or hung and was stopped.
+
+    The answer falls back to the sources (the extractive answer) with this message as a note;
+    the next question starts a fresh model process."""

@@ -85,15 +85,6 @@ def test_missing_model_file_names_path_and_setting(tmp_path: Path) -> None:
     assert err.value.backend == "llamacpp"
 
 
-def test_a_file_that_is_not_gguf_fails_on_first_use_with_the_fix(tmp_path: Path) -> None:
-    junk = tmp_path / "junk.gguf"
-    junk.write_bytes(b"not a model" * 100)
-    llm = LlamaCppLLM(llama_settings(tmp_path, llm_model_path=junk))  # lazy: nothing loaded yet
-    with pytest.raises(LLMError) as err:
-        llm.count_tokens("hello")
-    assert str(junk) in str(err.value) and "RAG_LLM_MODEL_PATH" in str(err.value)
-
-
 def test_default_model_is_the_packaged_gemma(tmp_path: Path) -> None:
     llm = LlamaCppLLM(Settings(data_dir=tmp_path))
     assert llm.model_path == gemma_model_path(Settings(data_dir=tmp_path))
@@ -176,12 +167,8 @@ def test_context_is_capped_to_what_the_model_was_trained_for(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_concurrent_streams_take_turns_and_load_once(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_streams_take_turns_and_load_once(tmp_path: Path) -> None:
     llm = LlamaCppLLM(llama_settings(tmp_path))
-    loads = []
-    real_open = llm._open
-    monkeypatch.setattr(llm, "_open", lambda: (loads.append(1), real_open())[1])
     answers: list[str] = []
     start = threading.Barrier(2)
 
@@ -194,14 +181,14 @@ def test_concurrent_streams_take_turns_and_load_once(tmp_path: Path,
         t.start()
     for t in threads:
         t.join(120)
-    assert len(loads) == 1
+    assert llm.process.starts == 1  # one model process, started once, serves both
     assert len(answers) == 2 and answers[0] == answers[1] and "Paris" in answers[0]
 
 
 @pytest.mark.slow
 def test_a_busy_model_fails_after_the_timeout_and_an_abandoned_stream_frees_it(
         tmp_path: Path) -> None:
-    llm = LlamaCppLLM(llama_settings(tmp_path, llm_timeout_s=0.5))
+    llm = LlamaCppLLM(llama_settings(tmp_path, llm_timeout_s=5.0))
     first = llm.stream(QUESTION, max_tokens=32)
     next(first)  # generating: holds the model
     with pytest.raises(LLMError, match="busy"):

