@@ -54,6 +54,7 @@ $(WHEEL_CACHE)/.complete:
 lock: $(BIN)/python
 	$(BIN)/pip install --quiet pip-tools
 	echo "torch==2.13.0" | $(BIN)/pip-compile --quiet --upgrade --extra dev --strip-extras \
+		--no-emit-index-url --no-emit-find-links \
 		--unsafe-package torch --output-file requirements.lock pyproject.toml -
 
 $(BIN)/python:
