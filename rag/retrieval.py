@@ -146,9 +146,9 @@ class Retriever:
 
     def reload(self) -> Library:
         """Re-read the store now (after this process indexed new files)."""
-        with self._lock:
-            self._signal = self._read_signal(self.store)
-            self._library = Library.load(self.store, self.settings)
+        with self._refreshing:  # after a background reload under way, not beside it
+            self._load_new(reopen_only_if_free=False)
+        assert self._library is not None
         return self._library
 
     def refresh_if_changed(self, wait: bool = False) -> bool:
@@ -181,28 +181,34 @@ class Retriever:
         return store.signal()
 
     def _reload_changed(self) -> None:
-        """Runs holding `_refreshing`: re-open the store, load the new library, swap them in."""
-        from rag.store import no_writer
-
+        """Runs holding `_refreshing` (released here): load the new library and swap it in."""
         try:
-            with no_writer(self.settings) as free:
-                if not free:  # an indexer is writing; retry at the next check
-                    return
-                store = self.store.reopened()
-                signal = self._read_signal(store)
-                library = Library.load(store, self.settings)
-            with self._lock:
-                old, self.store = self.store, store
-                self._library, self._signal = library, signal
-            if old is not store:
-                old.close()
-            log.info("library reloaded: %d papers, %d chunks", len(library.papers),
-                     len(library.chunks))
+            self._load_new(reopen_only_if_free=True)
         except Exception as exc:  # the old library keeps serving; the next check retries
             log.warning("could not reload the library: %s", exc)
         finally:
-            self._checked = time.monotonic()
             self._refreshing.release()
+
+    def _load_new(self, reopen_only_if_free: bool) -> None:
+        """Re-open the store (an embedded one only while no writer is active: its vector index
+        is read from disk then) and load a library from it; then swap both in at once."""
+        from rag.store import no_writer
+
+        with no_writer(self.settings) as free:
+            if not free and reopen_only_if_free:
+                return  # an indexer is writing; the next check retries
+            store = self.store.reopened() if free else self.store
+            if store is not self.store:
+                store.warm()
+            signal = self._read_signal(store)
+        library = Library.load(store, self.settings)
+        with self._lock:
+            old, self.store = self.store, store
+            self._library, self._signal = library, signal
+        self._checked = time.monotonic()
+        if old is not store:
+            old.close()
+        log.info("library loaded: %d papers, %d chunks", len(library.papers), len(library.chunks))
 
     def search(self, question: str, k: int | None = None, filters: Filters | None = None,
                intent: QueryIntent | None = None) -> list[Hit]:

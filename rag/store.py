@@ -243,6 +243,14 @@ class ChunkStore:
             return self
         return ChunkStore(self.settings, fresh=True)
 
+    def warm(self) -> None:
+        """Make Chroma read the vector index from disk now (it does so at the first query)."""
+        got = self.collection.get(limit=1, include=["embeddings"])
+        embeddings = got.get("embeddings")
+        if embeddings is not None and len(embeddings):
+            self.collection.query(query_embeddings=[list(embeddings[0])], n_results=1,
+                                  include=[])
+
     def close(self, delay_s: float = _CLOSE_AFTER_S) -> None:
         """Release an embedded store's Chroma System once searches under way have finished
         (after `delay_s`), unless it is still the one Chroma hands out."""

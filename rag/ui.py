@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import gradio as gr
 
 from rag.chain import Pipeline
 from rag.errors import RagError
-from rag.indexing import DefaultLibrary, builds_default_library
+from rag.indexing import DEFAULT_CORPUS, DefaultLibrary, builds_default_library
 from rag.models import Answer, Paper
 from rag.render import (
     EMPTY_SOURCES,
@@ -87,6 +88,8 @@ class ChatApp:
 
         from rag.cli import papers_bar
 
+        print(f"* the library is empty: indexing the default library ({DEFAULT_CORPUS}) in the "
+              "background; the app answers once it is ready", flush=True)
         with papers_bar(Console(stderr=True), "indexing the default library") as bar:
             def progress(done: int, total: int) -> None:
                 self.first_start.progress(done, total)
@@ -473,12 +476,23 @@ def build_demo(pipeline: Pipeline, *, warm_up: bool = True,
         gr.api(app.api_summarise, api_name="summarise")
         gr.api(app.api_papers, api_name="papers")
     demo.queue(default_concurrency_limit=4)
+    _import_matplotlib()
     if first_start:
         threading.Thread(target=app.build_default_library, name="rag-first-start",
                          daemon=True).start()
     elif warm_up:
         threading.Thread(target=app.warm_up, name="rag-warm-up", daemon=True).start()
     return demo
+
+
+def _import_matplotlib() -> None:
+    """subtle: Gradio wraps every event in `MatplotlibBackendMananger`, which imports matplotlib.
+    If the warm-up thread is importing it at that moment (the model libraries do), the event's
+    import can fail half-way and the request dies with "no attribute '_original_backend'"
+    (seen on the first /ask to a just-started app). Importing it once, before any thread, avoids
+    the race."""
+    with suppress(ImportError):
+        import matplotlib  # noqa: F401
 
 
 CSS = """

@@ -106,9 +106,9 @@ def test_one_writer_at_a_time_and_readers_step_aside(tmp_path: Path) -> None:
             assert free is False  # a reader does not re-open the store under a writer
     with no_writer(settings) as free:
         assert free is True
-        with pytest.raises(StoreError):  # ...and a writer waits for readers re-opening it
-            with write_lock(settings, wait_s=0.3):
-                pass
+        # ...and a writer waits for readers re-opening it
+        with pytest.raises(StoreError), write_lock(settings, wait_s=0.3):
+            pass
     with write_lock(settings, wait_s=0.3):  # released: the next writer goes ahead
         pass
 
@@ -295,3 +295,19 @@ def test_first_start_indexes_the_default_library_and_answers(tmp_path: Path,
     assert reply["sources"][0]["title"].lower().startswith("deberta")
     assert "indexed the default library: 405 papers" in app.output()
     print(f"first start: serving after {up:.1f} s, answered after {total:.1f} s")
+
+
+@pytest.mark.slow
+def test_reading_command_on_an_empty_store_builds_the_default_library(tmp_path: Path) -> None:
+    """`rag search` on a fresh data directory indexes corpus/ first (progress on stderr, the
+    JSON on stdout untouched), then answers; the next command indexes nothing."""
+    env = _env(tmp_path / "data")
+    first = subprocess.run([sys.executable, "-m", "rag.cli", "search", "disentangled attention",
+                            "--json"], env=env, capture_output=True, text=True, timeout=900,
+                           check=True)
+    assert "The library is empty: indexing the default library" in first.stderr
+    assert "indexed 405 papers" in first.stderr
+    assert json.loads(first.stdout)[0]["title"].lower().startswith("deberta")
+    again = subprocess.run([sys.executable, "-m", "rag.cli", "stats", "--json"], env=env,
+                           capture_output=True, text=True, timeout=300, check=True)
+    assert "indexing" not in again.stderr and json.loads(again.stdout)["papers"] == 405
