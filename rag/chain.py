@@ -27,10 +27,11 @@ from rag.retrieval import Filters, Retriever
 from rag.settings import Settings
 from rag.verify import (
     citations_in,
+    ground_answer,
     grounded_text,
+    repeats,
     share_unsupported,
     split_sentences,
-    verify_answer,
 )
 
 
@@ -40,14 +41,12 @@ def _renumber(text: str, mapping: Sequence[int]) -> str:
                   if 0 < int(m.group(1)) <= len(mapping) else m.group(0), text)
 
 
-def _unrepeated(checks: list[SentenceCheck]) -> list[SentenceCheck]:
-    """Drop sentences a small model repeats word for word (it loops when unsure)."""
-    seen: set[str] = set()
-    out = []
+def _unrepeated(checks: list[SentenceCheck], earlier: Sequence[str] = ()) -> list[SentenceCheck]:
+    """Drop sentences that repeat one before them or one of `earlier` (e.g. the previous
+    answer), word for word or nearly (`rag.verify.repeats`): a small model loops when unsure."""
+    out: list[SentenceCheck] = []
     for c in checks:
-        key = re.sub(r"\W+", " ", re.sub(r"\[\d+\]", "", c.text)).strip().lower()
-        if key not in seen:
-            seen.add(key)
+        if not any(repeats(c.text, e) for e in [*earlier, *(k.text for k in out)]):
             out.append(c)
     return out
 
@@ -244,22 +243,28 @@ class Pipeline:
         return base
 
     def _grounded(self, base: Answer, raw: str, extract: Extract, started: float) -> Answer:
-        """Keep verified sentences; fall back to the extractive answer when none survive."""
+        """Show only sentences that carry a verified citation, each said once; fall back to the
+        extractive answer when none survive. `base.sentences` holds every raw sentence, verified
+        when it is shown (possibly re-cited), with the reason when it is not."""
         passages = [f"{h.paper.title}\n{h.chunk.text}" for h in base.sources]
         if "NOT IN SOURCES" in raw.upper():
             checks: list[SentenceCheck] = []
         elif self.settings.verify_answers:
-            checks = verify_answer(raw, passages)
+            checks = ground_answer(raw, passages)
         else:
             checks = [SentenceCheck(s, citations_in(s), True, "unchecked")
                       for s in split_sentences(raw)]
-        base.sentences = checks
-        kept = grounded_text(_unrepeated(checks)) if checks else ""
         base.notes.append(f"raw model answer: {share_unsupported(checks):.0%} of sentences "
                           "unsupported" if checks else "model found nothing in the sources")
+        shown = _unrepeated([c for c in checks if c.verified])
+        base.sentences = [c if any(c is k for k in shown) or not c.verified else
+                          replace(c, verified=False, reason="repeats an earlier sentence")
+                          for c in checks]
+        kept = grounded_text(shown) if self.settings.verify_answers else " ".join(
+            c.text for c in shown)
         if kept.strip():
             base.text = kept
-            base.citations = sorted({n for c in checks if c.verified for n in c.citations})
+            base.citations = sorted({n for c in shown for n in c.citations})
         else:
             base.text = extract.text
             base.citations = extract.cited

@@ -25,18 +25,30 @@ citations passes when one passage alone satisfies all three rules; a citation ou
 1..len(passages) fails its sentence; scaffolding with no content ("Here is what the sources
 say:") passes as "no claim".
 
-What it does not do: it does not judge whether facts found in a passage are combined
-faithfully. "86% certified accuracy" passes when the passage says 86% clean and 60% certified,
-and a negation ("does not improve") is invisible to word overlap. It is a filter for invented
-specifics and off-passage sentences, not an entailment model. Numbers written as words are
-only matched for small integers ("two" = 2), and units only for time ("43 seconds").
+What the user is shown (`ground_answer`, then `grounded_text`): only sentences that carry a
+citation which verifies. A sentence that cites nothing, or whose citations fail, is given the
+[n] of the one source that supports it on its own under the same rules (the best overlap), or
+is dropped; scaffolding is dropped. `repeats` tells a sentence that adds nothing to an earlier
+one (same text once case, whitespace and citations are ignored, or 80% of its stemmed words
+already said and no new number), so a model that loops is shown each sentence once.
+
+What it catches in a sentence copied from a source with one term changed: an invented or
+altered number ("INT4" for "INT2", "89.7" for "89.9"), and a term that is capitalised
+("Tedium Trap"), quoted ('"tedium trap"'), hyphenated ("tedium-trap"), CamelCase or an
+acronym. What it cannot catch: the same swap in ordinary lower-case words ("the tedium trap"
+for "the boredom trap": 12 of 13 content words still match), a number or name moved to the
+wrong role when both occur in the passage ("humans 89.9, DeBERTa 89.8"), facts combined
+unfaithfully ("86% certified accuracy" passes when the passage says 86% clean and 60%
+certified), and negation ("does not improve"), which word overlap cannot see. It is a filter
+for invented specifics and off-passage sentences, not an entailment model. Numbers written as
+words are only matched for small integers ("two" = 2), and units only for time ("43 seconds").
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -476,12 +488,134 @@ def verify_answer(
     ]
 
 
+def supporting_source(
+    sentence: str,
+    passages: Sequence[str],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    similarity: Similarity | None = None,
+    sim_threshold: float = DEFAULT_SIM_THRESHOLD,
+) -> tuple[int, str] | None:
+    """(n, reason) for the source that supports `sentence` on its own under rules 1-3, the one
+    with the highest overlap (the lowest n on a tie); None when no source does."""
+    claim = _claim(sentence)
+    best: tuple[int, _Result] | None = None
+    for n, passage in enumerate(passages, 1):
+        result = _check(claim, [passage], f"[{n}]", threshold, similarity, sim_threshold)
+        if result.ok and (best is None or result.score > best[1].score):
+            best = (n, result)
+    return (best[0], best[1].reason) if best else None
+
+
+_TERMINATED = re.compile(r"[.!?][\"'”’)]*" + _MARKERS_AFTER + r"\s*$", re.I)
+
+
+def _terminated(sentence: str) -> str:
+    """The sentence with a closing period when it has none ("X [1]" -> "X [1]."), so shown
+    sentences joined with spaces split back into the same sentences."""
+    text = sentence.strip()
+    return text if _TERMINATED.search(text) else text.rstrip(",;:") + "."
+
+
+def cite(sentence: str, n: int) -> str:
+    """`sentence` with its markers replaced by one [n], placed before the closing terminator:
+    "X is Y." -> "X is Y [2]."; a sentence without one gets a period."""
+    text = _strip_markers(sentence)
+    end = re.search(r"[.!?]+[\"'”’]*$", text)
+    cut = end.start() if end else len(text)
+    return f"{text[:cut].rstrip()} [{n}]{text[cut:] or '.'}"
+
+
+def ground_answer(
+    answer: str,
+    passages: Sequence[str],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    similarity: Similarity | None = None,
+    sim_threshold: float = DEFAULT_SIM_THRESHOLD,
+) -> list[SentenceCheck]:
+    """One SentenceCheck per sentence of `answer`, `verified` meaning "may be shown": every
+    verified sentence carries a citation that supports it.
+
+    A sentence passing against what it cites is kept as written. One that cites nothing, or
+    whose citations fail, is cited to the source that supports it on its own by the same rules
+    (its text gets that [n], see `cite`), or fails. Scaffolding without a claim ("Here is what
+    the sources say:") cites nothing and is not shown (verified False, reason NO_CLAIM)."""
+    checks: list[SentenceCheck] = []
+    sentences = list(_without_lead_ins(split_sentences(answer)))
+    for i, sentence in enumerate(sentences):
+        cited = citations_in(sentence)
+        claim = _claim(sentence)
+        if not claim.terms and not claim.units:
+            checks.append(SentenceCheck(sentence, cited, False, NO_CLAIM))
+            continue
+        if i == len(sentences) - 1 and not cited and not _TERMINATED.search(sentence):
+            # subtle: the model ran out of tokens mid-sentence; "It improves accuracy by" is
+            # no claim to show, however well its words overlap a source
+            checks.append(SentenceCheck(sentence, cited, False, "unfinished"))
+            continue
+        before = "uncited"
+        if cited:
+            check = check_sentence(sentence, passages, cited, threshold=threshold,
+                                   similarity=similarity, sim_threshold=sim_threshold)
+            if check.verified:
+                checks.append(replace(check, text=_terminated(sentence)))
+                continue
+            before = f"cited: {check.reason}"
+        found = supporting_source(sentence, passages, threshold=threshold,
+                                  similarity=similarity, sim_threshold=sim_threshold)
+        if found is None:
+            reason = before if cited else "uncited; no source supports it on its own"
+            checks.append(SentenceCheck(sentence, cited, False, reason))
+        else:
+            n, why = found
+            checks.append(SentenceCheck(cite(sentence, n), [n], True,
+                                        f"{before}; re-cited to [{n}]: {why}"))
+    return checks
+
+
+def _without_lead_ins(sentences: list[str]) -> Iterator[str]:
+    """Sentences with a lead-in that claims nothing ("Here is what the sources say: X [1].")
+    split off, so the claim is shown without it."""
+    for sentence in sentences:
+        m = re.match(r"([^:]{1,80}):\s+(?=\S)", sentence)
+        if m and not _claim(m.group(1)).terms and not _claim(m.group(1)).units:
+            yield m.group(1) + ":"
+            sentence = sentence[m.end():]
+        yield sentence
+
+
+# --- repeated sentences ----------------------------------------------------------------------------
+REPEAT_THRESHOLD = 0.8  # share of a sentence's words already said for it to add nothing
+
+
+def _said(sentence: str) -> tuple[str, frozenset[str], frozenset[str]]:
+    """(normalised text, stemmed words, numbers) of a sentence without its markers."""
+    text = _strip_markers(_LIST_MARKER.sub("", sentence.strip(), count=1))
+    key = re.sub(r"\W+", " ", fold(text)).strip()
+    numbers = frozenset(t.shown for t in _number_terms(text))
+    return key, frozenset(tokenize(text)), numbers
+
+
+def repeats(sentence: str, earlier: str, threshold: float = REPEAT_THRESHOLD) -> bool:
+    """Whether `sentence` says nothing `earlier` did not: the same text once case, whitespace,
+    punctuation and citations are normalised away, or at least `threshold` of its distinct
+    stemmed words found in `earlier` with no number of its own ("3 billion" after "1.5 billion"
+    is new)."""
+    key, words, numbers = _said(sentence)
+    key_before, words_before, numbers_before = _said(earlier)
+    if key == key_before:
+        return True
+    if not words or not numbers <= numbers_before:
+        return False
+    return len(words & words_before) / len(words) >= threshold
+
+
 def grounded_text(checks: Sequence[SentenceCheck]) -> str:
-    """The verified sentences, markers kept; empty when no sentence with a claim survived (the
-    scaffolding alone, "Here is what the sources say:", is not an answer)."""
-    if not any(c.verified and c.reason != NO_CLAIM for c in checks):
-        return ""
-    return " ".join(c.text for c in checks if c.verified)
+    """The verified sentences that carry a citation, markers kept; empty when none is left
+    (scaffolding alone, "Here is what the sources say:", is not an answer)."""
+    return " ".join(c.text for c in checks
+                    if c.verified and c.reason != NO_CLAIM and citations_in(c.text))
 
 
 def share_unsupported(checks: Sequence[SentenceCheck]) -> float:
