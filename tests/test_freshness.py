@@ -311,3 +311,29 @@ def test_reading_command_on_an_empty_store_builds_the_default_library(tmp_path: 
     again = subprocess.run([sys.executable, "-m", "rag.cli", "stats", "--json"], env=env,
                            capture_output=True, text=True, timeout=300, check=True)
     assert "indexing" not in again.stderr and json.loads(again.stdout)["papers"] == 405
+
+
+def test_status_line_counts_papers_then_hides(tmp_path: Path) -> None:
+    """The app's status line while the default library is built: 'N of M papers', refreshed by
+    the timer; when done it hides, stops the timer and refreshes the Library tab."""
+    from rag.chain import Pipeline
+    from rag.indexing import DefaultLibrary
+    from rag.ui import ChatApp
+
+    first = DefaultLibrary()
+    app = ChatApp(Pipeline(Settings(data_dir=tmp_path / "data", corpus_dir=tmp_path)), first)
+    first.state = "indexing"
+    assert first.status() == "Indexing the default library… reading the files"
+    first.progress(120, 405)
+    line, timer, *library = app.status_tick()
+    assert line["value"] == "⏳ Indexing the default library… 120 of 405 papers"
+    assert line["visible"] is True and timer.active is True
+    assert len(library) == 5  # the Library tab is left alone meanwhile
+    waiting = app.wait_for_library()
+    assert next(waiting) == "Indexing the default library… 120 of 405 papers"
+    first.state = "done"
+    first.finished.set()
+    assert list(waiting) == []  # questions waiting for the library go ahead
+    line, timer, table, count, *_ = app.status_tick()
+    assert line["visible"] is False and timer.active is False
+    assert "The library is empty" in count  # the Library tab is refreshed
