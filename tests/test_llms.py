@@ -188,7 +188,7 @@ def test_concurrent_streams_take_turns_and_load_once(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_busy_model_fails_after_the_timeout_and_an_abandoned_stream_frees_it(
         tmp_path: Path) -> None:
-    llm = LlamaCppLLM(llama_settings(tmp_path, llm_timeout_s=5.0))
+    llm = LlamaCppLLM(llama_settings(tmp_path, llm_timeout_s=30.0))
     first = llm.stream(QUESTION, max_tokens=32)
     next(first)  # generating: holds the model
     with pytest.raises(LLMError, match="busy"):
