@@ -334,6 +334,26 @@ def test_status_line_counts_papers_then_hides(tmp_path: Path) -> None:
     first.state = "done"
     first.finished.set()
     assert list(waiting) == []  # questions waiting for the library go ahead
-    line, timer, table, count, *_ = app.status_tick()
+    line, timer, _table, count, *_ = app.status_tick()
     assert line["visible"] is False and timer.active is False
     assert "The library is empty" in count  # the Library tab is refreshed
+
+
+@pytest.mark.slow
+def test_uploads_in_process_are_answerable_at_once(tmp_path: Path, docs: Path, minilm) -> None:
+    """The app's own writes (uploads): the store is re-opened after the write, so the new
+    paper is searchable by the next question, dense side included."""
+    from rag.chain import Pipeline
+
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=docs)
+    pipe = Pipeline(settings, Retriever(settings, embedder=minilm))
+    pipe.add_documents([docs / "hedgehog.md"])
+    first_store = pipe.retriever.store
+    (docs / "quokka.md").write_text(UPLOAD_DOC)
+    pipe.add_documents([docs / "quokka.md"])
+    assert pipe.retriever.store is not first_store  # re-opened, the old one closes later
+    hits = pipe.retriever.search("quokka attention pouch router", k=1)
+    assert hits[0].paper.title.startswith("Quokka Attention")
+    vector = minilm.embed(["hedgehog pooling ball node"])[0]
+    assert pipe.retriever.store.query(vector, 1)[0][0].paper.title.startswith("Hedgehog")
+    assert not pipe.retriever.refresh_if_changed(wait=True)  # its own write is no news
