@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,7 @@ def test_two_apps_on_a_chroma_server_follow_one_indexer(tmp_path: Path, docs: Pa
     rag_index(docs / "quokka.md", _env(tmp_path / "indexer", **shared))
     started = time.monotonic()
     for i, client in enumerate(clients):
-        poll(lambda c=client: knows_quokka(c), FRESH_WITHIN_S - (time.monotonic() - started))
+        poll(partial(knows_quokka, client), FRESH_WITHIN_S - (time.monotonic() - started))
         print(f"server: app {i + 1} answered about the new paper "
               f"{time.monotonic() - started:.2f} s after `rag index` returned")
 
