@@ -9,6 +9,12 @@ a setting or the user's `.rag/` data directory.
 Usage: `make bench` or `.venv/bin/python bench/run.py [--reps 3]` (several minutes on two busy
 cores; the two index builds are the slow part). `--render` rewrites BENCHMARKS.md from the last
 results without measuring.
+
+Not run here, because they take long on 2 cores: `.venv/bin/python bench/index_speed.py`
+(indexing throughput against the raw encoder; `--compare torch onnx onnx-int8 openvino
+openvino-int8` for the embedding backends) and `.venv/bin/python bench/scale.py` (libraries of
+1k to 250k chunks: index time, cold start, latency, memory; up to an hour). Both write their own
+sections of BENCHMARKS.md or say where their numbers go.
 """
 
 from __future__ import annotations

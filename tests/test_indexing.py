@@ -262,3 +262,44 @@ def test_exported_backends_embed_like_torch(minilm, backend) -> None:
     for a, b in zip(minilm.embed(texts), other.embed(texts), strict=True):
         assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.995
     assert other.count_tokens("hello world") == minilm.count_tokens("hello world")
+
+
+def test_sigkill_mid_run_leaves_whole_files_and_the_next_run_completes(settings, hash_embedder,
+                                                                        tmp_path) -> None:
+    """A run killed hard between groups: what it stored is whole files; the next run embeds
+    only the rest and the store ends with every chunk once."""
+    folder = _library(tmp_path, 12)
+    child = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import HashEmbedder
+import rag.indexing as indexing
+from rag.settings import Settings
+indexing._GROUP_CHUNKS = 4
+class Slow(HashEmbedder):
+    def embed(self, texts):
+        time.sleep(2.0)
+        return super().embed(texts)
+settings = Settings(data_dir={str(settings.data_dir)!r}, corpus_dir={str(settings.corpus_dir)!r})
+indexing.Indexer(settings, embedder=Slow()).index([{str(folder)!r}])
+"""
+    store = ChunkStore(settings)
+    assert store.count() == 0  # Chroma imported and opened before the clock starts
+    proc = subprocess.Popen([sys.executable, "-c", child], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store.count() > 0:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, f"the child ended before it was killed: {proc.stderr.read()!r}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    indexer = Indexer(settings, embedder=hash_embedder, store=store)
+    partial = _stored_whole(indexer, folder)
+    assert partial and all(partial.values()) and len(partial) < 12, partial
+    done = indexer.index([folder])
+    assert done.chunks_unchanged > 0 and done.chunks_added > 0 and done.chunks_removed == 0
+    again = indexer.index([folder])
+    assert (again.chunks_added, again.chunks_removed) == (0, 0)
+    assert again.chunks_unchanged == store.count() == done.chunks_added + done.chunks_unchanged
+    assert len(_stored_whole(indexer, folder)) == 12
