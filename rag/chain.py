@@ -123,7 +123,9 @@ class Pipeline:
         extract = self.extractor.answer(sa.query if sa.carried else question, sa.intent, hits,
                                         follow_up=question if sa.carried else None)
         if extract.abstained:
-            yield self._abstain(base, hits, extract.reason, started)
+            # Name the closest papers only when they are close to the question (relevance gate).
+            close = extract.relevance is None or extract.relevance.close
+            yield self._abstain(base, hits, extract.reason, started, close)
             return
         if sa.intent.kind == "summary" and hits:
             yield from self._summary(base, hits, sa.intent.paper_ids, started)
@@ -177,8 +179,10 @@ class Pipeline:
         # rewrites (reduce), so a paper of any length fits its window and nothing is cut unseen.
         yield from self._stream_llm(base, base.question, extract, base.backend, started)
 
-    def _abstain(self, base: Answer, hits: list[Hit], reason: str, started: float) -> Answer:
-        closest = "; ".join(f"{h.paper.title} [{n}]" for n, h in enumerate(hits[:3], 1))
+    def _abstain(self, base: Answer, hits: list[Hit], reason: str, started: float,
+                 close: bool = True) -> Answer:
+        closest = "; ".join(f"{h.paper.title} [{n}]" for n, h in enumerate(hits[:3], 1)
+                            ) if close else ""
         topic = base.question.rstrip("?. ")
         base.text = (f"The library has nothing that answers “{topic}”."
                      + (f" Closest papers: {closest}." if closest else ""))

@@ -19,6 +19,7 @@ from rag.embeddings import Embedder
 from rag.lexical import fold, tokenize
 from rag.models import Hit, Paper
 from rag.query import QueryIntent, named_terms
+from rag.relevance import Relevance, RelevanceGate
 
 # Words that shape a question but say nothing about its subject (stemmed like the index).
 _SCAFFOLD = set(tokenize(
@@ -57,6 +58,8 @@ class Extract:
     # The best evidence sentences as (source number, sentence): what an LLM prompt needs, a
     # fraction of the passages' length, so a small local model starts answering quickly.
     evidence: list[tuple[int, str]] = field(default_factory=list)
+    # What the relevance gate measured (None when it did not run, e.g. for summaries).
+    relevance: Relevance | None = None
 
 
 @dataclass
@@ -105,6 +108,7 @@ class ExtractiveAnswerer:
         self.embedder = embedder
         self.idf = idf
         self.library = _Evidence(library_text)
+        self.gate = RelevanceGate(embedder, idf, self.library.words, idf.df.keys(), _SCAFFOLD)
 
     # --- public --------------------------------------------------------------------------------
     def answer(self, question: str, intent: QueryIntent, hits: Sequence[Hit],
@@ -113,9 +117,18 @@ class ExtractiveAnswerer:
         question was completed from the conversation: its form decides the kind of answer."""
         if not hits:
             return Extract("", True, reason="no passages")
+        relevance = self.gate.check(question, intent, hits)
+        if not relevance.relevant:
+            return Extract("", True, reason=relevance.reason, relevance=relevance)
         missing = self.unsupported(question, intent, hits)
         if missing:
-            return Extract("", True, reason=missing)
+            return Extract("", True, reason=missing, relevance=relevance)
+        extract = self._answer(question, intent, hits, follow_up)
+        extract.relevance = relevance
+        return extract
+
+    def _answer(self, question: str, intent: QueryIntent, hits: Sequence[Hit],
+                follow_up: str | None) -> Extract:
         own = [(n, h) for n, h in enumerate(hits, 1) if h.paper.id in intent.author_paper_ids]
         if intent.authors and own and not intent.paper_ids and intent.kind in ("fact", "list"):
             return self._by_author(intent.authors, own)

@@ -107,3 +107,20 @@ def test_repeated_sentences_are_dropped(texts, expected) -> None:
 
     kept = _unrepeated([SentenceCheck(t, [], True) for t in texts])
     assert [c.text for c in kept] == expected
+
+
+# --- relevance gate (rag.relevance) on the shipped corpus ---------------------------------------
+def test_an_everyday_question_is_declined_without_suggesting_papers(pipeline) -> None:
+    a = pipeline.answer("Which football club has won the most European cups?")
+    assert a.abstained and a.text.startswith("The library has nothing"), a.text
+    assert "Closest papers" not in a.text and any("not about" in n for n in a.notes), a.notes
+
+
+def test_an_unknown_lowercase_name_is_declined(pipeline) -> None:
+    a = pipeline.answer("how does glimmerformer compare with graph attention networks?")
+    assert a.abstained and "glimmerformer" in " ".join(a.notes), a.notes
+
+
+def test_a_lowercase_library_name_is_answered(pipeline) -> None:
+    a = pipeline.answer("how does fspool turn a set into a vector?")
+    assert not a.abstained and "FSPool" in a.text, (a.text, a.notes)
