@@ -58,6 +58,15 @@ def model_choices(backend: str, pipeline: Pipeline) -> list[str]:
     return [NO_MODEL]
 
 
+def parse_report(paper: Paper) -> str:
+    """How well a PDF was read, at a glance: pages, sections found, and any warning."""
+    if paper.pages is None:
+        return ""
+    found = [s for s in paper.sections if s.kind != "front"]
+    text = f"{paper.pages} pages, {len(found)} sections"
+    return text + "".join(f"; ⚠ {w}" for w in paper.warnings)
+
+
 def parse_filters(venue: str | None = None, year: Any = None, author: str | None = None) -> Filters:
     venue = None if not venue or venue == ANY_VENUE else str(venue).strip()
     if year in (None, "", ANY_YEAR):
@@ -171,7 +180,8 @@ class ChatApp:
         needle = (query or "").strip().lower()
         rows = []
         for p in self.papers():
-            row = [p.title, ", ".join(p.authors), p.venue or "", p.year or "", p.source]
+            row = [p.title, ", ".join(p.authors), " ".join(str(x) for x in (p.venue, p.year) if x),
+                   p.source, parse_report(p)]
             if not needle or needle in " ".join(map(str, row)).lower():
                 rows.append(row)
         return rows
@@ -412,10 +422,11 @@ def build_demo(pipeline: Pipeline, *, warm_up: bool = True,
             with gr.Tab("Library", id="library"):
                 count = gr.Markdown()
                 search = gr.Textbox(show_label=False, placeholder="Search title, author, venue…")
-                table = gr.Dataframe(elem_id="papers", headers=["Title", "Authors", "Venue", "Year", "Source"],
+                table = gr.Dataframe(elem_id="papers",
+                                     headers=["Title", "Authors", "Venue", "Source", "Parsed"],
                                      datatype=["str", "str", "str", "str", "str"],
                                      interactive=False, wrap=True, max_height=420,
-                                     column_widths=["40%", "28%", "10%", "7%", "15%"])
+                                     column_widths=["34%", "24%", "11%", "13%", "18%"])
                 gr.Markdown(f"**Add papers**: PDF, Markdown or text ({', '.join(ALLOWED_SUFFIXES)}"
                             f"), up to {limit} each. They are parsed, chunked and indexed, and "
                             "can be asked about at once.")
