@@ -159,7 +159,8 @@ def serve(data_dir: Path, stand_in: bool, questions: int, new_dir: Path) -> dict
         pipeline = Pipeline(settings, retriever=Retriever(settings, embedder=StandIn()))
     else:
         pipeline = Pipeline(settings)
-    qs = [q["question"] for q in load_jsonl(common.DEV) if q.get("question")][:questions]
+    qs = [q["question"] for q in load_jsonl(common.DEV)  # follow-ups (lists of turns) left out
+          if isinstance(q.get("question"), str)][:questions]
     started = time.perf_counter()
     pipeline.answer(qs[0])
     first = time.perf_counter() - started
