@@ -277,7 +277,7 @@ def markdown(results: list[dict[str, Any]], machine: dict[str, Any], load_end: l
         head = f"| {r['chunks']:,} ({r['papers']:,}) | {r['embedder']} | {common.ms(r['index_s'])} " \
                f"({r['index_chunks_per_s']:.0f} chunks/s)"
         if "error" in r:
-            rows.append(f"{head} | {r['error']} | | | | | |")
+            rows.append(f"{head} | {r['error'].splitlines()[0][:120]} | | | | | |")
             continue
         found = "" if r["add_paper_found"] else " (not found!)"
         rows.append(

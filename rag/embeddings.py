@@ -261,7 +261,13 @@ class ExportedModel:
             import openvino as ov
 
             self._compiled = ov.Core().compile_model(str(path), "CPU")
-            self._run = lambda feed: self._compiled(feed)[0]
+            guard = threading.Lock()  # a compiled model's implicit infer request is not shared
+
+            def run(feed: dict[str, Any]) -> Any:
+                with guard:
+                    return self._compiled(feed)[0]
+
+            self._run = run
         else:
             import onnxruntime as ort
 

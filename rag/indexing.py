@@ -12,8 +12,9 @@ How it is fast (measured in `bench/index_speed.py`, numbers in BENCHMARKS.md): a
 parses and chunks files into a bounded queue while the calling thread embeds, so the encoder
 rarely waits; files are taken in groups of about `_GROUP_CHUNKS` chunks, so one store lookup,
 one embedding call (texts sorted by length, which saves padding) and one write serve many
-files. A process pool for parsing was measured not to pay on 2 cores: the encoder already keeps
-both busy, and parsing is a small share of the work.
+files. There is no process pool for parsing: on 2 cores the encoder (2 torch threads) already
+keeps both busy, so a pool could at best hide the parsing share of the CPU time, which the
+parser thread overlaps already (the share is in BENCHMARKS.md; not measured with a pool).
 
 Guarantees: a file's new chunks are written in the same upsert as the rest of its group, after
 all of them are embedded, so a file is stored whole or not at all (only a file with more chunks

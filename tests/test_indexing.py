@@ -249,7 +249,7 @@ def test_backend_is_part_of_the_index_shape(settings) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "openvino-int8"])
-def test_exported_backends_embed_like_torch(minilm, backend) -> None:
+def test_exported_backends_embed_like_torch(backend) -> None:
     """Exports are made locally from the packaged weights (cached under ~/.cache/rag-papers)."""
     pytest.importorskip("onnxruntime")
     if backend.startswith("openvino"):
@@ -258,6 +258,7 @@ def test_exported_backends_embed_like_torch(minilm, backend) -> None:
     from rag.embeddings import get_embedder
 
     texts = ["Sparse attention saves memory on long inputs.", "DeBERTa improves on BERT " * 20]
+    minilm = get_embedder("all-MiniLM-L6-v2", backend="torch")
     other = get_embedder("all-MiniLM-L6-v2", backend=backend)
     for a, b in zip(minilm.embed(texts), other.embed(texts), strict=True):
         assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.995
