@@ -118,15 +118,15 @@ def render(out: dict[str, Any]) -> str:
     r = out["results"]
     lines = [
         f"{out['model']}, {out['prompts']} evidence prompts from the dev questions, greedy, "
-        "interleaved in one run; " + common.machine_line(out["machine"]) + ".", "",
+        "interleaved in one run; " + common.machine_line(out["machine"]), "",
         "| model runs | start-up | TTFT p50 | TTFT p95 | whole answer p50 | whole answer p95 |",
         "|---|---|---|---|---|---|",
     ]
     for label in ("in-process", "own process"):
         lines.append(f"| {label} | {out['startup_s'][label]:.2f} s | "
-                     f"{common.ms(r[label]['ttft']['p50'])} | {common.ms(r[label]['ttft']['p95'])} | "
-                     f"{common.ms(r[label]['total']['p50'])} | "
-                     f"{common.ms(r[label]['total']['p95'])} |")
+                     f"{common.ms(r[label]['ttft']['p50_s'])} | {common.ms(r[label]['ttft']['p95_s'])} | "
+                     f"{common.ms(r[label]['total']['p50_s'])} | "
+                     f"{common.ms(r[label]['total']['p95_s'])} |")
     lines += ["", f"TTFT ratio (own process / in-process, p50): {out['ttft_ratio_p50']:.2f}. "
               "Start-up is paid once, on the first question that uses the model."]
     return "\n".join(lines)
