@@ -12,25 +12,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rag import cues
 from rag.lexical import fold
 
 if TYPE_CHECKING:
     from rag.retrieval import Library
 
-_LIST = re.compile(
-    r"\b(which|what|list|name|any|all)\s+(?:[\w'-]+\s+){0,4}?(papers|articles|talks|orals|"
-    r"tutorials|spotlights|works)\b(?!\s+(best|well|better))"
-    r"|\bpapers (in|from|at|on|about)\b|\bco-?authored\b",
-    re.I,
-)
-_AUTHORS = re.compile(r"\b(who (wrote|authored|are the authors|presented|proposed)|authors? of|"
-                      r"written by|co-?author)", re.I)
-_SUMMARY = re.compile(
-    r"\b(summari[sz]e|summary|main idea|main finding|in a nutshell|tl;?dr|gist|overview of|"
-    r"what is .{2,80} about|what does .{2,80} (find|show|propose)|key (idea|contribution))"
-    r"|^\s*(what|who)(?:'s|’s| is| are) (an? |the )?[\w-]+( paper| model| method)?\s*\??\s*$",
-    re.I,
-)
 # A quote opens after white space (or at the start) and closes before punctuation/space, so the
 # apostrophes of "model's" or "don't" never pair up.
 _QUOTED = re.compile(r"(?:(?<=\s)|(?<=^)|(?<=\())[\"'“‘]([^\"“”‘’]{3,200}?)[\"'”’](?=[\s?.,!;:)]|$)")
@@ -54,12 +41,18 @@ class QueryIntent:
         return len(self.paper_ids) == 1 and self.kind != "list"
 
 
+# "Which paper argues that tools should ... summarise ...": the question selects a paper, and a
+# summary cue later in it belongs to the description of that paper.
+_SELECTS = re.compile(r"^\W*(which|what|is there an?y?)\s+(one|paper|article|work|study)\b", re.I)
+
+
 def _kind(question: str) -> str:
-    if _SUMMARY.search(question):
+    if cues.asks_summary(question) and not _SELECTS.search(question):
         return "summary"
-    if _AUTHORS.search(question):
-        return "authors" if not _LIST.search(question) or "co-author" not in question else "list"
-    if _LIST.search(question):
+    if cues.asks_authors(question):
+        return ("authors" if not cues.asks_list(question) or "co-author" not in question
+                else "list")
+    if cues.asks_list(question):
         return "list"
     return "fact"
 

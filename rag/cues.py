@@ -1,0 +1,87 @@
+"""Question cues: the words that say what *kind* of answer a question wants.
+
+One vocabulary per cue, shared by question analysis (`rag.query`) and answer building
+(`rag.extractive`), so the two never disagree about what "by how much" or "who wrote" means:
+
+- quantity: a number is asked for ("how many", "by how much", "what accuracy");
+- list: several papers are asked for ("which papers", "papers on ...");
+- summary: a paper's gist is asked for ("summarise", "what is X about", "tl;dr");
+- authors: the people behind a paper ("who wrote", "authors of");
+- comparison: how two things differ ("how does X differ from Y", "X vs Y", "compared to");
+- which: one paper or method is to be named ("which paper ...", "is there a paper ...").
+
+The cues are about the form of English questions, never about a topic, so they hold for any
+library. Pure regular expressions; nothing here reads the library or calls a model.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Nouns a library question counts in ("which papers", "any talks").
+_WORKS = r"(papers|articles|talks|orals|tutorials|spotlights|works|studies|publications)"
+
+LIST = re.compile(
+    r"\b(which|what|list|name|any|all)\s+(?:[\w'-]+\s+){0,4}?" + _WORKS +
+    r"\b(?!\s+(best|well|better))"
+    r"|\bpapers (in|from|at|on|about)\b|\bco-?authored\b",
+    re.I,
+)
+AUTHORS = re.compile(r"\b(who (wrote|authored|are the authors|presented|proposed)|authors? (of|on)|"
+                     r"written by|co-?author|who'?s behind|who is behind)", re.I)
+SUMMARY = re.compile(
+    r"\b(summari[sz]e|summary|main idea|main finding|in a nutshell|tl;?dr|gist|overview of|"
+    r"what is .{2,80} about|what'?s .{2,80} about|what does .{2,80} (find|show|propose|argue)|"
+    r"what is .{2,80} arguing|key (idea|contribution))"
+    r"|^\s*(what|who)(?:'s|’s| is| are) (an? |the )?[\w-]+( paper| model| method)?\s*\??\s*$",
+    re.I,
+)
+QUANTITY = re.compile(
+    r"\b(how (much|many|fast|big|large|long|often|far|well)|by how|what(?:'s|’s)?\s+"
+    r"(is |was |were |are )?(the )?([\w-]+ ){0,2}(rate|size|score|accuracy|fid|bleu|number|"
+    r"percentage|speed-?up|error|perplexity|top-\d+|f1|auc|mrr|map|recall|precision|"
+    r"correlation|length))\b", re.I)
+COMPARISON = re.compile(
+    r"\b(differ(s|ent|ence|ences)?\s+(from|between|to)|difference between|compared?\s+(to|with)|"
+    r"comparison (of|between|with)|versus|vs\.?|how does .{2,80} (compare|differ)|"
+    r"(better|worse) than|in contrast to)\b", re.I)
+WHICH = re.compile(r"\b(which|what|is there an?y?|name the)\b.{0,40}\b(paper|talk|work|article|"
+                   r"oral|tutorial|method|model|benchmark|toolkit|library|dataset|corpus)\b", re.I)
+# "by how much", "what result": each answer row should carry its number.
+RESULT = re.compile(r"\b(by how much|how much (better|worse|faster|higher|lower)|what results?|"
+                    r"improve[sd]? .{0,40}\bby\b|gains?)\b", re.I)
+
+
+def asks_quantity(question: str) -> bool:
+    return bool(QUANTITY.search(question))
+
+
+def asks_list(question: str) -> bool:
+    return bool(LIST.search(question))
+
+
+def asks_summary(question: str) -> bool:
+    return bool(SUMMARY.search(question))
+
+
+def asks_authors(question: str) -> bool:
+    return bool(AUTHORS.search(question))
+
+
+def asks_comparison(question: str) -> bool:
+    return bool(COMPARISON.search(question))
+
+
+def asks_which(question: str) -> bool:
+    return bool(WHICH.search(question))
+
+
+def asks_result(question: str) -> bool:
+    return bool(RESULT.search(question)) or asks_quantity(question)
+
+
+def quantity_tail(question: str, words: int = 6) -> str:
+    """The quantity cue and the few words after it ("how many passages did the retriever"):
+    where the measured thing is named. '' when no quantity is asked."""
+    m = QUANTITY.search(question)
+    return " ".join(question[m.start():].split()[:words]) if m else ""

@@ -1,0 +1,110 @@
+"""The question-cue vocabularies (rag.cues), on phrasings written for this test: each cue is
+about the form of a question, so the topics here are deliberately unlike the library's."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag import cues
+
+
+@pytest.mark.parametrize("question", [
+    "How many bridges did the survey inspect?",
+    "by how much did the new glaze cut firing time?",
+    "What was the error rate of the handwriting reader?",
+    "what's the average length of the recorded calls?",
+    "What F1 does the tagger reach?",
+    "How long does the solver take on a laptop?",
+])
+def test_quantity_cues(question: str) -> None:
+    assert cues.asks_quantity(question)
+    assert cues.quantity_tail(question)
+
+
+@pytest.mark.parametrize("question", [
+    "Who wrote the glacier melt study?",
+    "What is the main idea of the beekeeping paper?",
+    "Which paper describes soil sensors?",
+])
+def test_not_quantity(question: str) -> None:
+    assert not cues.asks_quantity(question)
+    assert cues.quantity_tail(question) == ""
+
+
+@pytest.mark.parametrize("question", [
+    "Which papers in my collection study coral reefs?",
+    "list all articles about rail freight",
+    "any talks on medieval trade routes?",
+    "papers from the workshop on soil",
+])
+def test_list_cues(question: str) -> None:
+    assert cues.asks_list(question)
+
+
+def test_a_single_paper_is_not_a_list() -> None:
+    assert not cues.asks_list("Which paper describes the tide gauge network?")
+
+
+@pytest.mark.parametrize("question", [
+    "Summarize the tide gauge paper",
+    "tl;dr of the orchard pollination study?",
+    "what's the wind tunnel paper about?",
+    "What is the ferry scheduling article arguing?",
+    "give me an overview of the harbour dredging work",
+])
+def test_summary_cues(question: str) -> None:
+    assert cues.asks_summary(question)
+
+
+@pytest.mark.parametrize("question", [
+    "who wrote the avalanche forecasting paper?",
+    "Who's behind the canal lock simulator?",
+    "who are the authors on the lichen survey",
+    "papers written by a hydrologist",
+])
+def test_author_cues(question: str) -> None:
+    assert cues.asks_authors(question)
+
+
+@pytest.mark.parametrize("question", [
+    "How does the kiln model differ from the furnace model?",
+    "what's the difference between the two sampling schemes?",
+    "sonar vs lidar for mapping reefs",
+    "How does method A compare with method B?",
+    "is the new loom better than the old one?",
+])
+def test_comparison_cues(question: str) -> None:
+    assert cues.asks_comparison(question)
+
+
+@pytest.mark.parametrize("question", [
+    "What is the boiling point reported for the brine?",
+    "Who funded the rainfall study?",
+])
+def test_not_comparison(question: str) -> None:
+    assert not cues.asks_comparison(question)
+
+
+@pytest.mark.parametrize("question", [
+    "Which paper introduces a dataset of bird calls?",
+    "is there a toolkit for reading old maps?",
+])
+def test_which_cues(question: str) -> None:
+    assert cues.asks_which(question)
+
+
+def test_result_cues() -> None:
+    assert cues.asks_result("Which studies improve on the baseline, and by how much?")
+    assert cues.asks_result("what results did the irrigation trial report?")
+    assert not cues.asks_result("Which studies use satellite images?")
+
+
+def test_query_kinds_come_from_the_cues() -> None:
+    from rag.query import _kind
+
+    assert _kind("Summarise the glacier paper") == "summary"
+    assert _kind("Who wrote the glacier paper?") == "authors"
+    assert _kind("Which papers study glaciers?") == "list"
+    assert _kind("How thick was the ice?") == "fact"
+    # a paper is selected; "summarise" only describes it
+    assert _kind("Which paper argues that tools should do more than summarise notes?") == "fact"
