@@ -279,7 +279,7 @@ def markdown(results: list[dict[str, Any]], machine: dict[str, Any], load_end: l
         if "error" in r:
             rows.append(f"{head} | {r['error'].splitlines()[0][:120]} | | | | | |")
             continue
-        found = "" if r["add_paper_found"] else " (not found!)"
+        found = "" if r["add_paper_found"] else " (abstained or not in the sources)"
         rows.append(
             f"{head} | {common.ms(r['cold_start_s'])} | {common.ms(r['first_answer_s'])} | "
             f"{common.ms(r['retrieval']['p50_s'])} / {common.ms(r['retrieval']['p95_s'])} | "
