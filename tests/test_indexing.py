@@ -241,10 +241,10 @@ def test_papers_progress_ends_at_the_papers_found(settings, hash_embedder, tmp_p
 
 
 def test_backend_is_part_of_the_index_shape(settings) -> None:
-    torch_name = settings.collection_name()
-    onnx = settings.model_copy(update={"embedding_backend": "onnx"})
-    assert onnx.collection_name() != torch_name
-    assert settings.model_copy(update={"embedding_backend": "torch"}).collection_name() == torch_name
+    names = {b: settings.model_copy(update={"embedding_backend": b}).collection_name()
+             for b in ("torch", "onnx", "openvino", "openvino-int8")}
+    assert len(set(names.values())) == 4, names
+    assert settings.collection_name() == names[settings.embedding_backend]
 
 
 @pytest.mark.slow
