@@ -226,11 +226,14 @@ class Pipeline:
                 raw += piece
                 base.text = raw
                 yield replace(base)
+            # A short answer may end without a period; only one that used up its tokens can
+            # have been cut off mid-sentence.
+            truncated = bool(raw) and llm.count_tokens(raw) >= self.settings.llm_max_tokens - 1
         except ModelStoppedError as exc:
             yield self._without_model(base, extract, exc, started)
             return
         base.timings["generate_s"] = round(time.perf_counter() - started, 4)
-        yield self._grounded(base, raw, extract, started)
+        yield self._grounded(base, raw, extract, started, truncated)
 
     def _without_model(self, base: Answer, extract: Extract, exc: ModelStoppedError,
                        started: float) -> Answer:
@@ -246,7 +249,8 @@ class Pipeline:
         base.timings.setdefault("ttft_s", base.timings["total_s"])
         return base
 
-    def _grounded(self, base: Answer, raw: str, extract: Extract, started: float) -> Answer:
+    def _grounded(self, base: Answer, raw: str, extract: Extract, started: float,
+                  truncated: bool = False) -> Answer:
         """Show only sentences that carry a verified citation, each said once; fall back to the
         extractive answer when none survive. `base.sentences` holds every raw sentence, verified
         when it is shown (possibly re-cited), with the reason when it is not."""
@@ -254,7 +258,7 @@ class Pipeline:
         if "NOT IN SOURCES" in raw.upper():
             checks: list[SentenceCheck] = []
         elif self.settings.verify_answers:
-            checks = ground_answer(raw, passages)
+            checks = ground_answer(raw, passages, truncated=truncated)
         else:
             checks = [SentenceCheck(s, citations_in(s), True, "unchecked")
                       for s in split_sentences(raw)]

@@ -533,6 +533,7 @@ def ground_answer(
     threshold: float = DEFAULT_THRESHOLD,
     similarity: Similarity | None = None,
     sim_threshold: float = DEFAULT_SIM_THRESHOLD,
+    truncated: bool = False,
 ) -> list[SentenceCheck]:
     """One SentenceCheck per sentence of `answer`, `verified` meaning "may be shown": every
     verified sentence carries a citation that supports it.
@@ -540,7 +541,9 @@ def ground_answer(
     A sentence passing against what it cites is kept as written. One that cites nothing, or
     whose citations fail, is cited to the source that supports it on its own by the same rules
     (its text gets that [n], see `cite`), or fails. Scaffolding without a claim ("Here is what
-    the sources say:") cites nothing and is not shown (verified False, reason NO_CLAIM)."""
+    the sources say:") cites nothing and is not shown (verified False, reason NO_CLAIM).
+    `truncated`: generation stopped at its token limit, so an unterminated, uncited last
+    sentence is a cut-off one and is not shown."""
     checks: list[SentenceCheck] = []
     sentences = list(_without_lead_ins(split_sentences(answer)))
     for i, sentence in enumerate(sentences):
@@ -549,7 +552,8 @@ def ground_answer(
         if not claim.terms and not claim.units:
             checks.append(SentenceCheck(sentence, cited, False, NO_CLAIM))
             continue
-        if i == len(sentences) - 1 and not cited and not _TERMINATED.search(sentence):
+        if (truncated and i == len(sentences) - 1 and not cited
+                and not _TERMINATED.search(sentence)):
             # subtle: the model ran out of tokens mid-sentence; "It improves accuracy by" is
             # no claim to show, however well its words overlap a source
             checks.append(SentenceCheck(sentence, cited, False, "unfinished"))

@@ -309,12 +309,17 @@ def test_miscited_sentence_is_cited_to_the_source_that_supports_it() -> None:
 
 def test_shown_sentences_end_with_a_terminator_and_unfinished_ones_are_dropped() -> None:
     checks = ground_answer("- DeBERTa uses disentangled attention [1]\n- DeBERTa has 48 "
-                           "Transform layers with 1.5 billion", [DEB])
+                           "Transform layers with 1.5 billion", [DEB], truncated=True)
     assert _shown(checks) == ["DeBERTa uses disentangled attention [1]."]
     assert (checks[1].verified, checks[1].reason) == (False, "unfinished")
     shown = grounded_text(checks + ground_answer("BRECQ pushes quantization down to INT2 [1]", [BRECQ]))
     assert split_sentences(shown) == ["DeBERTa uses disentangled attention [1].",
                                       "BRECQ pushes quantization down to INT2 [1]."]
+
+
+def test_a_short_answer_without_a_period_is_not_taken_for_a_cut_off_one() -> None:
+    checks = ground_answer("DeBERTa uses disentangled attention", [DEB], truncated=False)
+    assert _shown(checks) == ["DeBERTa uses disentangled attention [1]."]
 
 
 def test_sentence_with_a_wrong_number_is_dropped() -> None:
