@@ -116,7 +116,8 @@ class Retriever:
                  store: ChunkStore | None = None, check_every_s: float = CHECK_EVERY_S) -> None:
         self.settings = settings
         self.embedder = embedder or get_embedder(settings.embedding_model,
-                                                 settings.embedding_batch_size)
+                                                 settings.embedding_batch_size,
+                                                 backend=settings.embedding_backend)
         self.store = store or ChunkStore(settings)
         self.check_every_s = check_every_s
         self._library: Library | None = None
