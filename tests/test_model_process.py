@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import app_fixtures
 import pytest
 from conftest import STUB
 
@@ -21,6 +22,10 @@ from rag.errors import LLMError, ModelStoppedError
 from rag.llms import LlamaCppLLM, smollm2_model_path
 from rag.llms.base import Message
 from rag.settings import Settings
+
+app_settings = app_fixtures.app_settings
+app_server = app_fixtures.app_server
+client = app_fixtures.client
 
 FAKE = STUB / "fake_model_server.py"
 QUESTION = [Message("user", "Say hello.")]
@@ -191,3 +196,22 @@ def test_kill_9_of_the_real_model_mid_answer_then_the_next_question_works(
     assert not again.text.endswith(NOTE_END) and llm.process.pid != killed
     assert llm.process.starts == 2
     llm.close()
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_crashing_model_never_takes_the_app_down(client, fake_server) -> None:
+    """Over real HTTP: the app answers from the sources with the note, keeps serving other
+    backends, and the next llamacpp question starts a fresh model process."""
+    model_process.stop_all()  # model processes other tests started use the real server
+    fake_server("segfault")
+    try:
+        first = client.predict("What is DeBERTa?", None, "llamacpp", api_name="/ask")
+        assert first["answer"].endswith(NOTE_END) and "signal 11" in first["answer"]
+        assert first["sources"]
+        other = client.predict("What is DeBERTa?", None, "extractive", api_name="/ask")
+        assert other["answer"] and not other["answer"].endswith(NOTE_END)
+        again = client.predict("What is DeBERTa?", None, "llamacpp", api_name="/ask")
+        assert again["answer"].endswith(NOTE_END)  # a fresh process, which crashed again
+    finally:
+        model_process.stop_all()
