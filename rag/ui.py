@@ -37,6 +37,7 @@ from rag.render import (
 from rag.retrieval import Filters
 
 ALLOWED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt", ".text")
+MAX_NAME_BYTES = 200  # what Gradio keeps of an uploaded name; the copy's name stays < 255
 ANY_VENUE, ANY_YEAR = "Any venue", "Any year"
 SMOLLM2, GEMMA3 = "SmolLM2-135M-Instruct", "Gemma-3-270M (base)"
 NO_MODEL = "none: quotes the sources"
@@ -199,13 +200,28 @@ class ChatApp:
                 gr.update(choices=[ANY_YEAR, *map(str, years)]))
 
     def check_uploads(self, paths: Sequence[str]) -> tuple[list[Path], list[str]]:
+        """Split `paths` into files to index and one reason per refused file; nothing is read
+        or stored here. Refused: other types, files over the limit, names with control
+        characters, `..` parts or over MAX_NAME_BYTES, and anything that is not a regular file."""
         limit = self.settings.max_upload_mb
         ok, problems = [], []
         for raw in paths:
+            raw = str(raw)
+            shown = repr(raw[:60]) if len(raw) > 60 else repr(raw)
+            if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+                problems.append(f"{shown}: the file name holds control characters; rename it")
+                continue
             path = Path(raw)
-            if path.suffix.lower() not in ALLOWED_SUFFIXES:
+            if ".." in path.parts:
+                problems.append(f"{shown}: a file name may not contain '..'; rename it")
+            elif len(path.name.encode()) > MAX_NAME_BYTES:
+                problems.append(f"{shown}: the file name is over {MAX_NAME_BYTES} bytes; "
+                                "rename it")
+            elif path.suffix.lower() not in ALLOWED_SUFFIXES:
                 problems.append(f"{path.name}: file type '{path.suffix or 'none'}' is not "
                                 f"accepted; upload {', '.join(ALLOWED_SUFFIXES)} files")
+            elif not path.is_file():
+                problems.append(f"{path.name}: not a readable file")
             elif path.stat().st_size > limit * 1024 * 1024:
                 problems.append(f"{path.name}: {path.stat().st_size / 1048576:.1f} MB is over "
                                 f"the {limit:g} MB upload limit (--max-upload-mb)")
@@ -237,6 +253,9 @@ class ChatApp:
         except RagError as exc:
             raise gr.Error(str(exc)) from exc
         problems += [f"{Path(f).name}: {reason}" for f, reason in report.skipped]
+        for f, _ in report.skipped:  # a copy the library does not hold is not kept either
+            with suppress(OSError):
+                Path(f).unlink()
         files_ok = report.files - len(report.skipped)
         added = plural(report.papers, "paper")
         passages = plural(report.chunks_added, "new passage")
