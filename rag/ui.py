@@ -395,7 +395,9 @@ def build_demo(pipeline: Pipeline, *, warm_up: bool = True,
     backends = pipeline.backends()
     default_backend = settings.llm_backend if settings.llm_backend in backends else backends[0]
     limit = f"{settings.max_upload_mb:g} MB"
-    with gr.Blocks(title="Paper Chat", fill_width=True) as demo:
+    # Gradio keeps every uploaded file in its cache; an app left running for weeks must not
+    # fill the disk, so files older than a day are removed, checked every hour.
+    with gr.Blocks(title="Paper Chat", fill_width=True, delete_cache=(3600, 86400)) as demo:
         gr.HTML("<header class='app-head'><h1>Paper Chat</h1><p>Ask questions about the "
                 "research papers in your library. Answers quote the papers and cite them as "
                 "[n]; the passages they rest on are listed on the right.</p></header>")
