@@ -45,8 +45,10 @@ COMPARISON = re.compile(
     r"\b(differ(s|ent|ence|ences)?\s+(from|between|to)|difference between|compared?\s+(to|with)|"
     r"comparison (of|between|with)|versus|vs\.?|how does .{2,80} (compare|differ)|"
     r"(better|worse) than|in contrast to)\b", re.I)
-WHICH = re.compile(r"\b(which|what|is there an?y?|name the)\b.{0,40}\b(paper|talk|work|article|"
-                   r"oral|tutorial|method|model|benchmark|toolkit|library|dataset|corpus)\b", re.I)
+# The selected noun follows the cue within a few words ("which recent paper", "is there a
+# paper"), not somewhere later in the sentence ("what did raters give the model").
+WHICH = re.compile(r"\b(which|what|is there an?y?|name the)\s+(?:[\w'-]+\s+){0,3}?(paper|talk|work|"
+                   r"article|oral|tutorial|method|model|benchmark)s?\b", re.I)
 # "by how much", "what result": each answer row should carry its number.
 RESULT = re.compile(r"\b(by how much|how much (better|worse|faster|higher|lower)|what results?|"
                     r"improve[sd]? .{0,40}\bby\b|gains?)\b", re.I)

@@ -14,12 +14,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rag import cues
 from rag.chunking import sentence_spans
 from rag.embeddings import Embedder
 from rag.lexical import fold, tokenize
 from rag.models import Hit, Paper
 from rag.query import QueryIntent, named_terms
 from rag.relevance import Relevance, RelevanceGate
+from rag.textquality import prose_score
 
 # Words that shape a question but say nothing about its subject (stemmed like the index).
 _SCAFFOLD = set(tokenize(
@@ -31,19 +33,33 @@ _SCAFFOLD = set(tokenize(
     "compared compare original"
 ))
 _MARKUP = re.compile(r"(\*\*[^*]{1,40}\*\*:?|^#+\s*|^\s*[-*•]\s+|\[\d+\]\s*|\(Show abstract\))", re.M)
-_NUMBERISH = re.compile(r"\d")
 _METADATA_LINE = re.compile(r"^(Authors?|Conference|URL|Link|TL;DR)\s*:", re.I)
 # A number as a value (78%, 4-13x, 89.9, 43 seconds), not as part of a name (CIFAR-10, INT2).
 _STANDALONE_NUMBER = re.compile(r"(?<![\w-])[+-]?\d[\d,.]*(?:\s*[-–]\s*\d[\d,.]*)?(?:%|x\b|×)?(?![\w-]*[a-wyz])")
-_WHICH = re.compile(r"\b(which|what|is there an?y?|name the)\b.{0,40}\b(paper|talk|work|article|"
-                    r"oral|tutorial|method|model|benchmark)\b", re.I)
-_QUANTITY = re.compile(
-    r"\b(how (much|many|fast|big|large|long|often|far|well)|by how|what (is |was |were |are )?"
-    r"(the )?([\w-]+ ){0,2}(rate|size|score|accuracy|fid|bleu|number|percentage|speed-?up|error|"
-    r"perplexity|top-1|f1|auc))\b", re.I)
-MAX_FACT_CHARS = 900
+# Lengths, chosen for the reader (not for any scorer):
+# - a fact answer is the sentence that answers, the one that continues it when it does, and up
+#   to two that corroborate or complete it (a question asking for two things often finds them
+#   in two sentences): four sentences, a short paragraph; more is a summary nobody asked for;
+FACT_SENTENCES = 4
+# - a summary is one short paragraph: problem, method, result and a limitation, with room for a
+#   second method or result sentence; that reads in under a minute;
+SUMMARY_SENTENCES = 6
+# - a table cell is one sentence, cut at a reading span of about 35 words so every row of a
+#   table stays a few lines high in a chat column;
+CELL_WORDS = 35
+# A sentence that answers "nearly as well" as the best one scores at least this share of it.
 RELATIVE_CUTOFF = 0.5
-MAX_LONG_CHARS = 2300
+# A sentence from another paper than the best sentence's joins a fact answer only when it
+# answers nearly as well: the answer is about one paper unless the question compares.
+OTHER_PAPER_CUTOFF = 0.85
+# A list row's sentence must score this share of the best row's to count as meeting the
+# criterion: a row far below it shares neither meaning nor words with the question.
+LIST_CUTOFF = 0.35
+# Below this prose score (rag.textquality) a "sentence" is an equation, a table row or figure
+# debris (ordinary sentences score >= 0.8; numbers-heavy results sentences 0.6-0.8).
+MIN_PROSE = 0.5
+# Two papers whose best sentences score within this margin match the question equally well.
+TIE_MARGIN = 0.03
 
 
 @dataclass
@@ -68,6 +84,8 @@ class _Sentence:
     hit_no: int  # 1-based source number
     position: int
     score: float = 0.0
+    prose: float = 1.0
+    role: int = 1  # summary role: 0 problem, 1 method (or none), 2 result, 3 limitation
 
 
 def key_terms(question: str) -> list[str]:
@@ -130,7 +148,11 @@ class ExtractiveAnswerer:
     def _answer(self, question: str, intent: QueryIntent, hits: Sequence[Hit],
                 follow_up: str | None) -> Extract:
         own = [(n, h) for n, h in enumerate(hits, 1) if h.paper.id in intent.author_paper_ids]
-        if intent.authors and own and not intent.paper_ids and intent.kind in ("fact", "list"):
+        # "Papers by X" (or just "X?"): list them. A question about something of X's that is not
+        # a paper ("X's h-index") is answered, or declined, like any other question.
+        about = set(key_terms(question)) - set(tokenize(" ".join(intent.authors)))
+        if intent.authors and own and not intent.paper_ids and (
+                intent.kind == "list" or (intent.kind == "fact" and not about)):
             return self._by_author(intent.authors, own)
         if intent.kind == "list":
             return self._list(question, hits)
@@ -138,7 +160,8 @@ class ExtractiveAnswerer:
             return self._authors(question, hits)
         if intent.kind == "summary":
             return self._summary(question, hits)
-        if _WHICH.search(follow_up or question):
+        # "Which paper ...?" selects a paper; once the question names one, it asks about it.
+        if cues.asks_which(follow_up or question) and not intent.paper_ids:
             return self._which(question, hits)
         return self._fact(question, hits, intent.paper_ids)
 
@@ -152,7 +175,7 @@ class ExtractiveAnswerer:
         evidence = _Evidence(" ".join(
             f"{h.paper.title} {' '.join(h.paper.authors)} {h.paper.section or ''} {h.chunk.text}"
             for h in hits))
-        quantity = bool(_QUANTITY.search(question)) and intent.kind not in ("list", "summary")
+        quantity = cues.asks_quantity(question) and intent.kind not in ("list", "summary")
         for term in named_terms(question):
             # Absent from the passages: fatal when the library lacks it altogether, or when the
             # question asks for a quantity of it ("what FID ..."); otherwise it is context.
@@ -172,17 +195,31 @@ class ExtractiveAnswerer:
         return [t for t in key_terms(question) if t not in title] or key_terms(question)
 
     def summarise(self, paper: Paper, passages: Sequence[Hit], question: str = "") -> Extract:
-        """The paper's most central sentences, in reading order, with their citations."""
-        sents = self._sentences(passages)
+        """The paper in reading order: its problem, method, result, then a limitation where one is
+        stated, each sentence cited. Sentences come from the abstract, introduction and
+        conclusion first (where authors state exactly these things), from the rest only when the
+        paper has none of those; equations and table rows are never taken."""
+        sents = [s for s in self._sentences(_overview(passages)) if s.prose >= 0.75]
+        if not sents:
+            sents = self._sentences(passages)
         if not sents:
             return Extract("", True, reason="paper has no text")
         vecs = self.embedder.embed([s.text for s in sents])
         centroid = [sum(col) / len(vecs) for col in zip(*vecs, strict=True)]
         qv = self.embedder.embed([question])[0] if question else centroid
         for s, v in zip(sents, vecs, strict=True):
-            s.score = _dot(v, centroid) + 0.5 * _dot(v, qv) + (0.15 if s.position == 0 else 0.0)
-        chosen = _budget(sorted(sents, key=lambda s: -s.score), MAX_LONG_CHARS - 400, limit=6)
-        chosen.sort(key=lambda s: (s.hit_no, s.position))
+            s.role = _role(s.text)
+            s.score = (_dot(v, centroid) + 0.5 * _dot(v, qv) + (0.15 if s.position == 0 else 0.0)
+                       + (0.1 if s.role != 1 or _METHOD.search(s.text) else 0.0))
+        ranked = sorted(sents, key=lambda s: -s.score)
+        chosen: list[_Sentence] = []
+        for role in (0, 1, 2, 3):  # the best sentence of each role first, then the most central
+            best = next((s for s in ranked if s.role == role and s not in chosen), None)
+            if best is not None:
+                chosen.append(best)
+        chosen += [s for s in ranked if s not in chosen and s.role in (1, 2)]
+        chosen = _distinct(chosen, SUMMARY_SENTENCES)
+        chosen.sort(key=lambda s: (s.role, s.hit_no, s.position))
         head = f"**{paper.title}**" + (f" ({paper.venue_year})" if paper.venue_year else "")
         tldr = f"\n\nTL;DR: {paper.tldr}" if paper.tldr else ""
         body = " ".join(f"{s.text} [{s.hit_no}]" for s in chosen)
@@ -197,9 +234,19 @@ class ExtractiveAnswerer:
         if any(h.paper.id in named for h in hits):
             pool = [h if h.paper.id in named else None for h in hits]
         ranked = self._ranked(question, pool)
-        if ranked:  # only sentences that answer nearly as well as the best one
-            ranked = [s for s in ranked if s.score >= RELATIVE_CUTOFF * ranked[0].score]
-        chosen = _budget(_with_continuation(ranked, self._sentences(pool)), MAX_FACT_CHARS, limit=4)
+        compare = cues.asks_comparison(question)
+        if compare:  # "how does X differ from Y": the method's differences, not only its gains
+            for s in ranked:
+                s.score += 0.15 * bool(_CONTRAST.search(s.text)) + 0.1 * bool(
+                    _METHOD.search(s.text))
+            ranked.sort(key=lambda s: -s.score)
+        if ranked:  # only sentences that answer nearly as well as the best one, and from
+            # another paper only when it is about the question as much (or a comparison)
+            best = ranked[0]
+            ranked = [s for s in ranked if s.score >= RELATIVE_CUTOFF * best.score and (
+                compare or pool[s.hit_no - 1] is pool[best.hit_no - 1]
+                or _same_paper(pool, s, best) or s.score >= OTHER_PAPER_CUTOFF * best.score)]
+        chosen = _distinct(_with_continuation(ranked, self._sentences(pool)), FACT_SENTENCES)
         if not chosen:  # a record with metadata only (title, authors): say what it is
             return self._which(question, hits)
         paper = hits[chosen[0].hit_no - 1].paper
@@ -209,22 +256,28 @@ class ExtractiveAnswerer:
                        cited=_cited(chosen), evidence=_evidence(chosen))
 
     def _which(self, question: str, hits: Sequence[Hit]) -> Extract:
-        ranked = self._ranked(question, hits[:1]) or self._ranked(question, hits)
-        best = ranked[0] if ranked else None
-        p = hits[0].paper
-        text = f"**{p.title}**" + (f" ({p.venue_year})" if p.venue_year else "") + " [1]"
+        """Name the paper whose passage answers best; a second paper only when it matches the
+        question exactly as well (then the answer says so in one sentence)."""
+        best_of = [(n, r[0]) for n, h in enumerate(hits[:3], 1)
+                   if (r := self._ranked(question, [None] * (n - 1) + [h]))]
+        best_of.sort(key=lambda x: -x[1].score)
+        n, best = best_of[0] if best_of else (1, None)
+        p = hits[n - 1].paper
+        text = f"**{p.title}**" + (f" ({p.venue_year})" if p.venue_year else "") + f" [{n}]"
         if p.authors:
             text += f", by {_names(p.authors)}"
         text += "."
         if best:
             text += f" {best.text} [{best.hit_no}]"
-        others = [h.paper.title for h in hits[1:3] if h.paper.id != p.id]
-        if others:
-            text += "\n\nAlso related: " + "; ".join(
-                f"{t} [{i + 2}]" for i, t in enumerate(others))
-        evidence = [(1, f"{p.title}" + (f", by {_names(p.authors)}." if p.authors else "."))]
+        tie = next((m for m, s in best_of[1:] if hits[m - 1].paper.id != p.id
+                    and best is not None and best.score - s.score <= TIE_MARGIN), None)
+        if tie is not None:
+            text += (f"\n\n**{hits[tie - 1].paper.title}** [{tie}] matches the question "
+                     "equally well.")
+        evidence = [(n, f"{p.title}" + (f", by {_names(p.authors)}." if p.authors else "."))]
         evidence += [(best.hit_no, best.text)] if best else []
-        return Extract(text, False, cited=[1], evidence=evidence)
+        return Extract(text, False, cited=sorted({n, *([tie] if tie else [])}),
+                       evidence=evidence)
 
     def _authors(self, question: str, hits: Sequence[Hit]) -> Extract:
         p = hits[0].paper
@@ -232,12 +285,6 @@ class ExtractiveAnswerer:
             return self._fact(question, hits)
         vy = f" ({p.venue_year})" if p.venue_year else ""
         text = f"**{p.title}**{vy} was written by {', '.join(p.authors)} [1]."
-        # Retrieval may rank a near-namesake first; name the runner-up's authors too.
-        for n, h in enumerate(hits[1:3], 2):
-            if h.paper.authors and h.paper.id != p.id:
-                text += (f"\n\nIf you meant **{h.paper.title}**: {', '.join(h.paper.authors)} "
-                         f"[{n}].")
-                break
         return Extract(text, False, cited=[1],
                        evidence=[(1, f"{p.title} was written by {', '.join(p.authors)}.")])
 
@@ -252,17 +299,37 @@ class ExtractiveAnswerer:
                                  for n, h in own])
 
     def _list(self, question: str, hits: Sequence[Hit]) -> Extract:
+        """One row per paper whose passage meets the question's criterion, with the sentence that
+        shows it (and its number when a result is asked for)."""
         rows = ["| # | Paper | Venue | What the passage says |", "|---|---|---|---|"]
-        cited = []
+        wants_number = cues.asks_result(question)
+        found: list[tuple[int, Hit, _Sentence]] = []
         for n, hit in enumerate(hits, 1):
-            ranked = self._ranked(question, [hit])
-            finding = ranked[0].text if ranked else clean(hit.chunk.text)[:200]
-            finding = finding if len(finding) <= 260 else finding[:257].rsplit(" ", 1)[0] + "…"
+            ranked = self._ranked(question, [None] * (n - 1) + [hit])
+            if wants_number:  # the best sentence that gives a number, when one is close
+                numbered = [s for s in ranked[:4] if _STANDALONE_NUMBER.search(s.text)]
+                ranked = numbered + [s for s in ranked if s not in numbered]
+            if not ranked:  # a record with a title and authors only: the title is the evidence
+                named = _Sentence(hit.paper.title, n, -1)
+                q, t = self.embedder.embed([question, hit.paper.title])
+                named.score = _dot(q, t) + 0.6 * coverage(self._focus(question, hit), named.text,
+                                                          self.idf)
+                ranked = [named]
+            found.append((n, hit, ranked[0]))
+        if found:  # a row must meet the criterion about as well as the best row does
+            top = max(s.score for _, _, s in found)
+            found = [f for f in found if f[2].score >= LIST_CUTOFF * top]
+        cited = []
+        for n, hit, sent in found:
             title = hit.paper.title.replace("|", "/")
-            rows.append(f"| [{n}] | {title} | {hit.paper.venue_year or '—'} | "
-                        f"{finding.replace('|', '/')} |")
+            venue = (hit.paper.venue_year or "—").replace(" ", "\u00a0")  # "ICLR 2021" unbroken
+            said = _cell(sent.text) if sent.position >= 0 else "(the record holds its title only)"
+            rows.append(f"| [{n}] | {title} | {venue} | {said.replace('|', '/')} |")
             cited.append(n)
-        return Extract("Papers in the library on this:\n\n" + "\n".join(rows), False, cited=cited)
+        if not cited:
+            return self._fact(question, hits)
+        return Extract("Papers in the library on this:\n\n" + "\n".join(rows), False, cited=cited,
+                       evidence=[(n, s.text) for n, _, s in found])
 
     def _summary(self, question: str, hits: Sequence[Hit]) -> Extract:
         paper = hits[0].paper
@@ -271,31 +338,40 @@ class ExtractiveAnswerer:
 
     # --- sentences -----------------------------------------------------------------------------
     def _sentences(self, hits: Sequence[Hit | None]) -> list[_Sentence]:
-        """Sentences of the passages, numbered by source; None keeps a source's number free."""
+        """Sentences of the passages, numbered by source; None keeps a source's number free.
+        References and acknowledgements are never evidence; equations, table rows and figure
+        debris (prose score below MIN_PROSE) are left out."""
         out = []
         for n, hit in enumerate(hits, 1):
-            if hit is None:
+            if hit is None or not hit.chunk.is_evidence:
                 continue
             text = hit.chunk.text
+            heading = hit.chunk.section or ""
             for pos, (a, b) in enumerate(sentence_spans(text)):
                 s = clean(text[a:b])
-                if len(s) >= 25 and len(tokenize(s)) >= 3 and not _METADATA_LINE.match(s):
-                    out.append(_Sentence(s, n, pos))
+                if heading and s.startswith(heading + " "):  # "Abstract While ..." -> "While ..."
+                    s = s[len(heading):].strip()
+                if len(s) < 25 or len(tokenize(s)) < 3 or _METADATA_LINE.match(s):
+                    continue
+                prose = prose_score(s)
+                if prose >= MIN_PROSE:
+                    out.append(_Sentence(s, n, pos, prose=prose))
         return out
 
     def _ranked(self, question: str, hits: Sequence[Hit | None]) -> list[_Sentence]:
+        """Sentences by how well they answer: MiniLM cosine to the question, IDF-weighted share
+        of the question's focus terms, a number when one is asked for, less for debris."""
         sents = self._sentences(hits)
         if not sents:
             return []
         focus = {n: self._focus(question, h) for n, h in enumerate(hits, 1) if h is not None}
         vecs = self.embedder.embed([question] + [s.text for s in sents])
         qv = vecs[0]
-        wants_number = bool(re.search(r"\b(how (much|many|fast|big|large|long)|what (percentage|"
-                                      r"accuracy|score)|by how)\b", question, re.I))
+        wants_number = cues.asks_quantity(question)
         for s, v in zip(sents, vecs[1:], strict=True):
             s.score = (_dot(v, qv) + 0.6 * coverage(focus[s.hit_no], s.text, self.idf)
-                       - 0.03 * (s.hit_no - 1))
-            if wants_number and _NUMBERISH.search(s.text):
+                       - 0.03 * (s.hit_no - 1) - 0.3 * (1.0 - s.prose))
+            if wants_number and _STANDALONE_NUMBER.search(s.text):
                 s.score += 0.15
         return sorted(sents, key=lambda s: -s.score)
 
@@ -320,10 +396,9 @@ def _with_continuation(ranked: list[_Sentence], all_sents: list[_Sentence]) -> l
 
 def _quantity_focus(question: str) -> list[str]:
     """The measured thing: content words of the quantity cue and the few words after it."""
-    m = _QUANTITY.search(question)
-    assert m is not None
-    tail = question[m.start():].split()[:6]
-    return [t for t in tokenize(" ".join(tail)) if t not in _SCAFFOLD] or key_terms(question)
+    tail = cues.quantity_tail(question)
+    cue = set(tokenize("how much many"))
+    return [t for t in tokenize(tail) if t not in _SCAFFOLD | cue] or key_terms(question)
 
 
 def _squash(text: str) -> str:
@@ -366,19 +441,69 @@ def _dot(a: Sequence[float], b: Sequence[float]) -> float:
     return float(sum(x * y for x, y in zip(a, b, strict=True)))
 
 
-def _budget(sents: Sequence[_Sentence], chars: int, limit: int) -> list[_Sentence]:
+_CONTRAST = re.compile(r"\b(unlike|whereas|instead of|rather than|in contrast|differs?|"
+                       r"different from|while|compared (to|with)|as opposed to)\b", re.I)
+
+
+def _same_paper(pool: Sequence[Hit | None], a: _Sentence, b: _Sentence) -> bool:
+    ha, hb = pool[a.hit_no - 1], pool[b.hit_no - 1]
+    return ha is not None and hb is not None and ha.paper.id == hb.paper.id
+
+
+def _distinct(sents: Sequence[_Sentence], limit: int) -> list[_Sentence]:
+    """The first `limit` sentences, each text once."""
     chosen: list[_Sentence] = []
-    used = 0
-    seen: set[str] = set()
     for s in sents:
-        if len(chosen) >= limit:
-            break
-        if s.text in seen or (chosen and used + len(s.text) > chars):
-            continue
-        chosen.append(s)
-        seen.add(s.text)
-        used += len(s.text) + 6
+        if len(chosen) < limit and all(s.text != c.text for c in chosen):
+            chosen.append(s)
     return chosen
+
+
+def _cell(text: str) -> str:
+    """A table cell: the sentence, cut after CELL_WORDS words."""
+    words = text.split()
+    return text if len(words) <= CELL_WORDS else " ".join(words[:CELL_WORDS]) + " …"
+
+
+# Where a paper states its problem, method, result and limits: the abstract, the introduction,
+# the conclusion (headings are matched without their numbers, in any library).
+_OVERVIEW = re.compile(r"\b(abstract|introduction|overview|conclusions?|discussion|summary|"
+                       r"limitations?|contributions?)\b", re.I)
+_PROBLEM = re.compile(r"\b(problem|challeng\w*|difficult\w*|lack\w*|limited|remains?|"
+                      r"however|unclear|costly|expensive|bottleneck|gap|hard to|"
+                      r"little (work|attention)|recent(ly)?|existing|prior|previous(ly)?|"
+                      r"current(ly)?|traditional(ly)?|typically)\b", re.I)
+_OWN = re.compile(r"\b(we|our|us|this (paper|work|study))\b", re.I)
+_METHOD = re.compile(r"\b(we|this (paper|work)|our)\s+(\w+\s+)?(propose|present|introduce|"
+                     r"develop|build|release|describe|design|argue|construct|create|study|"
+                     r"approach|method|system|toolkit|framework|model)\w*", re.I)
+_RESULT = re.compile(r"\b(results?|show(s|ed|n)?|outperform\w*|achiev\w*|improv\w*|"
+                     r"find|found|demonstrat\w*|reach\w*|reduc\w*|increas\w*)\b|\d%|\d\.\d",
+                     re.I)
+_LIMIT = re.compile(r"\b(limitations?|future work|do(es)? not (address|handle|cover)|"
+                    r"cannot|fails? to|leave .{0,30} for future)\b", re.I)
+
+
+def _role(text: str) -> int:
+    """A sentence's part in a summary: 3 limitation, 1 method, 2 result, 0 problem, else 1."""
+    if _LIMIT.search(text):
+        return 3
+    if _METHOD.search(text):
+        return 1
+    if _PROBLEM.search(text) and not _OWN.search(text):  # the field's state, not this paper's
+        return 0
+    return 2 if _RESULT.search(text) else 1
+
+
+def _overview(passages: Sequence[Hit]) -> list[Hit | None]:
+    """The passages of the abstract, introduction and conclusion (others as None, so source
+    numbers stay), or all of them when the paper has no such sections (an abstract-only record)."""
+    def overview(h: Hit) -> bool:
+        return h.chunk.section_kind in ("abstract", "front") or bool(
+            _OVERVIEW.search(h.chunk.section or ""))
+    if not any(overview(h) for h in passages):
+        return list(passages)
+    return [h if overview(h) else None for h in passages]
 
 
 def _evidence(sents: Sequence[_Sentence]) -> list[tuple[int, str]]:

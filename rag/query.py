@@ -84,6 +84,7 @@ class NameIndex:
         self.names: dict[str, set[str]] = defaultdict(set)
         self.authors: dict[str, set[str]] = defaultdict(set)
         self.surnames: dict[str, set[str]] = defaultdict(set)
+        self.heads: dict[str, set[str]] = defaultdict(set)  # "PaperMage" of "PaperMage: A ..."
         for pid, paper in lib.papers.items():
             self.titles[_title_key(paper.title)].append(pid)
             for author in paper.authors:
@@ -93,12 +94,21 @@ class NameIndex:
                     self.surnames[parts[-1]].add(pid)
             if paper.kind != "document":  # an introduction names everything it introduces
                 self._add_names(pid, paper.title, lib)
+        # A name many papers use ("PDF", "BERT") names a topic, not a paper: count in how many
+        # papers' text each candidate name occurs.
+        used_by: dict[str, int] = defaultdict(int)
+        for chunks in lib.by_paper.values():
+            words = {w.lower() for c in chunks for w in _NAME_TOKEN.findall(c.text)}
+            for name in words & self.names.keys():
+                used_by[name] += 1
+        self.used_by = dict(used_by)
         self.venues = {(p.venue or "").lower() for p in lib.papers.values()} | _VENUE_WORDS
 
     def _add_names(self, pid: str, title: str, lib: Library) -> None:
         head = title.split(":")[0].strip()
         if ":" in title and 1 <= len(head.split()) <= 2 and len(head) >= 3:
             self.names[head.lower()].add(pid)
+            self.heads[_title_key(head)].add(pid)
         text = title + " " + " ".join(c.text for c in lib.by_paper.get(pid, [])[:2])
         people = {t.lower() for a in lib.papers[pid].authors for t in _NAME_TOKEN.findall(a)}
         for tok in _NAME_TOKEN.findall(text):
@@ -122,12 +132,17 @@ class NameIndex:
                     found.extend(pids)
         if found:
             return _unique(found)
-        # 3. a distinctive name (DeBERTa, BRECQ, GraphCodeBERT) used by at most two papers
+        # 3. a title's short head ("Beyond Summarization: ..."), in any case, unless several
+        # titles use it (then it names a topic: "Deep Learning: ...")
+        for head, head_pids in self.heads.items():
+            if f" {head} " in key and sum(f" {head} " in f" {t} " for t in self.titles) <= 2:
+                found.extend(sorted(head_pids))
+        # 4. a distinctive name (DeBERTa, BRECQ, GraphCodeBERT) used by at most two papers
         for tok in _NAME_TOKEN.findall(question):
             if not _is_distinctive(tok) or tok.lower() in self.venues:
                 continue
             named = self.names.get(tok.lower(), set())
-            if 0 < len(named) <= 2:
+            if 0 < len(named) <= 2 and self.used_by.get(tok.lower(), 0) <= 2:
                 found.extend(sorted(named))
         return _unique(found)
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from rag.lexical import tokenize
 from rag.models import Answer, Hit
 
 _IMAGE = re.compile(r"!\[([^\]\n]*)\]\(\s*<?([^\s)>]*)>?(?:\s+[^)]*)?\)")
@@ -21,11 +22,9 @@ _SAFE_URL = re.compile(r"^(https?://|mailto:|#src-\d+$)", re.I)
 _CITE = re.compile(r"\[(\d{1,3})\]")
 _CITE_LINK = re.compile(r"\[\[(\d{1,3})\]\]\(#src-\d+\)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{2,}")
-_SENTENCE = re.compile(r"[^\n]+?(?:[.!?]+(?=\s)|(?=\n)|$)\s*|\n+")  # "0.9" does not end one
-_STOP_WORDS = ("the and for with that this what which who how are was were from into about does did "
-               "has have its their there these those than then them they paper papers can could "
-               "would should will between using use used also not any all")
-_STOP = frozenset(_STOP_WORDS.split())
+# Display segments: every line, and every sentence end inside one ("0.9" does not end one). Finer
+# than the chunker's splitter on purpose: a highlight must not run into markup or a heading.
+_SENTENCE = re.compile(r"[^\n]+?(?:[.!?]+(?=\s)|(?=\n)|$)\s*|\n+")
 
 
 def safe_markdown(text: str) -> str:
@@ -83,6 +82,11 @@ def _cited_segments(answer: Answer) -> dict[int, list[str]]:
         if m.end() - last > 3:
             last = m.end()
     return segments
+
+
+def _content_words(text: str) -> set[str]:
+    """The words of `text` that name something: stop words (the index's own list) left out."""
+    return {w for w in _words(text) if tokenize(w)}
 
 
 def _mark_terms(text: str, terms: set[str]) -> str:
@@ -148,7 +152,7 @@ def render_sources(answer: Answer | None) -> str:
         return EMPTY_SOURCES
     segments = _cited_segments(answer)
     cited = (set(answer.citations) | set(segments)) & set(range(1, len(answer.sources) + 1))
-    terms = _words(answer.standalone_question or answer.question) - _STOP
+    terms = _content_words(answer.standalone_question or answer.question)
     top = max(h.score for h in answer.sources)
     cards = {n: _source_card(n, h, answer, top, segments.get(n, []), terms, n in cited)
              for n, h in enumerate(answer.sources, 1)}

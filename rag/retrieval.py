@@ -20,7 +20,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag.embeddings import Embedder, get_embedder
 from rag.lexical import LexicalIndex, refresh_lexical
@@ -32,8 +32,15 @@ from rag.store import ChunkStore
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 1.0  # how often a process asks the store whether another process changed it
-PASSAGE_CHARS = 1400
-DOCUMENT_PENALTY = 0.5  # a passage a reader checks at a glance; neighbours are merged up to this
+# A passage is what a reader checks a citation against at a glance: the best chunk (at most 200
+# MiniLM word pieces, about 150 words) and its neighbours, up to a long paragraph of about 220
+# words. Longer, and the sentence that answers is lost in it (and an LLM prompt of five sources
+# outgrows a small model's window); shorter, and a sentence continued in the next chunk is cut.
+PASSAGE_WORDS = 220
+DOCUMENT_PENALTY = 0.5  # an introduction naming every paper ranks below the papers themselves
+# References and acknowledgements are searchable (a reader may look a citation up) but are never
+# evidence; their chunks rank below the paper's own text.
+NOT_EVIDENCE_PENALTY = 0.3
 
 
 @dataclass(frozen=True)
@@ -228,12 +235,28 @@ class Retriever:
             for c in lib.by_paper.get(pid, []):
                 if c.id in fused:
                     fused[c.id] += 0.5
+        if intent.single_paper:
+            # One paper asked about: rank ALL its chunks (a 40-page paper has 100+, most of them
+            # outside the library-wide candidates), dense and BM25 within that paper.
+            pid = intent.paper_ids[0]
+            if allowed is None or pid in allowed:
+                for cid, score in self._fuse(question, lib, {pid}).items():
+                    fused[cid] = max(fused.get(cid, 0.0), 1.0) + score
         for cid in fused:
+            if not lib.chunks[cid].is_evidence:
+                fused[cid] *= NOT_EVIDENCE_PENALTY
             # An introduction or table of contents names every paper, so it matches every
             # question a little; rank it below the records that actually discuss the topic.
             if lib.chunks[cid].paper.kind == "document" and lib.sources_with_papers.get(
                     lib.chunks[cid].paper.source):
                 fused[cid] *= DOCUMENT_PENALTY
+        if intent.kind == "authors" and fused:
+            # A paper names its authors on its first page: the opening chunk of the paper asked
+            # about (or of the best match) answers "who wrote it", not its best-matching passage.
+            top = max(fused, key=lambda cid: fused[cid])
+            pid = intent.paper_ids[0] if intent.single_paper else lib.chunks[top].paper.id
+            for c in lib.by_paper.get(pid, [])[:1]:
+                fused[c.id] = fused[top] + 1.0
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])
         if intent.single_paper:
             return self._passages_of_one(lib, ranked, k)
@@ -297,7 +320,8 @@ class Retriever:
         return hits
 
     def _passage(self, lib: Library, pid: str, cids: Iterable[str], score: float) -> Hit:
-        """The paper's best chunk, widened with neighbouring chunks while it fits PASSAGE_CHARS."""
+        """The paper's best chunk, widened with neighbouring chunks (of the same section, and
+        evidence only) while the whole stays within PASSAGE_WORDS."""
         chunks = lib.by_paper[pid]
         best = lib.chunks[next(iter(cids))]
         lo = hi = best.index
@@ -307,15 +331,15 @@ class Retriever:
             grown = False
             for idx, before in ((hi + 1, False), (lo - 1, True)):
                 c = pos.get(idx)
-                if c is None:
+                if c is None or c.section != best.section or not c.is_evidence:
                     continue
                 cand = _join_overlapping(c.text, text) if before else _join_overlapping(text, c.text)
-                if len(cand) <= PASSAGE_CHARS:
+                if len(cand.split()) <= PASSAGE_WORDS:
                     text, grown = cand, True
                     lo, hi = (idx, hi) if before else (lo, idx)
             if not grown:
                 break
-        chunk = Chunk(id=best.id, paper=best.paper, index=best.index, text=text, page=best.page)
+        chunk = replace(best, text=text)  # keeps the page, section and section kind
         return Hit(chunk=chunk, score=score)
 
 

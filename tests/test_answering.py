@@ -124,3 +124,67 @@ def test_an_unknown_lowercase_name_is_declined(pipeline) -> None:
 def test_a_lowercase_library_name_is_answered(pipeline) -> None:
     a = pipeline.answer("how does fspool turn a set into a vector?")
     assert not a.abstained and "FSPool" in a.text, (a.text, a.notes)
+
+
+# --- evidence selection on one long paper (real MiniLM, a hand-made paper) ----------------------
+def _paper_hits(sections):
+    """Hits for one paper made of (section name, kind, text) parts, in reading order."""
+    from rag.models import Chunk, Hit, Paper
+
+    paper = Paper(id="p1", title="Tidal Sensing with Cheap Buoys", source="buoys.pdf", text="",
+                  authors=("Ana Ruiz", "Ben Okafor"), venue="OCEANS", year=2022)
+    return [Hit(chunk=Chunk(id=f"c{i}", paper=paper, index=i, text=text, section=name,
+                            section_kind=kind), score=1.0 - i / 100)
+            for i, (name, kind, text) in enumerate(sections)]
+
+
+def _answerer(minilm, hits):
+    from rag.extractive import IDF, ExtractiveAnswerer
+
+    texts = [h.chunk.text for h in hits]
+    return ExtractiveAnswerer(minilm, IDF(texts), " ".join(texts))
+
+
+BUOY_PAPER = [
+    ("Abstract", "abstract", "Measuring tides along remote coasts is costly because tide gauges "
+     "need fixed piers. We propose a network of cheap drifting buoys that estimate tide height "
+     "from GPS. Our buoys reach a mean error of 4.2 cm against reference gauges."),
+    ("1 Introduction", "body", "Existing tide gauges are expensive and few remote coasts have "
+     "one. We build buoys from consumer GPS chips and solar panels."),
+    ("3 Method", "body", "h t = σ ( W x t + b ) + 0 1 0 1 Σ k"),
+    ("5 Results", "body", "Across 40 deployments the buoys stayed within 4.2 cm of the gauges. "
+     "Battery life reached 90 days."),
+    ("6 Limitations", "body", "A limitation is that buoys drift out of range in strong currents, "
+     "which we leave for future work."),
+    ("References", "references", "Smith J. Tide height error of drifting buoys in GPS. Ocean "
+     "Journal 2019. Lee K. Mean error of tide gauges. 2020."),
+]
+
+
+def test_references_and_equations_are_never_evidence(minilm) -> None:
+    hits = _paper_hits(BUOY_PAPER)
+    ans = _answerer(minilm, hits)
+    ex = ans._fact("What mean error in tide height do the drifting buoys reach?", hits)
+    assert "4.2 cm" in ex.text, ex.text
+    assert 6 not in ex.cited and 3 not in ex.cited and "σ" not in ex.text, ex.text
+
+
+def test_summary_reads_problem_method_result_limitation(minilm) -> None:
+    hits = _paper_hits(BUOY_PAPER)
+    ex = _answerer(minilm, hits).summarise(hits[0].paper, hits)
+    body = ex.text.split("\n\n")[-1]
+    problem = min(i for i in (body.find("costly"), body.find("expensive"), len(body)) if i >= 0)
+    method = body.find("We propose")
+    result, limit = body.find("4.2 cm"), body.find("limitation")
+    assert problem < method < result and method > -1, body
+    assert limit == -1 or limit > result, body
+    assert "σ" not in body and "Smith" not in body, body
+
+
+def test_which_and_authors_answers_carry_no_padding(minilm) -> None:
+    hits = _paper_hits(BUOY_PAPER)
+    ans = _answerer(minilm, hits)
+    for ex in (ans._which("Which paper measures tides with drifting buoys?", hits),
+               ans._authors("who wrote the buoy paper?", hits)):
+        assert "Also related" not in ex.text and "If you meant" not in ex.text, ex.text
+        assert ex.text.startswith("**Tidal Sensing with Cheap Buoys**"), ex.text

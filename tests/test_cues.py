@@ -87,10 +87,15 @@ def test_not_comparison(question: str) -> None:
 
 @pytest.mark.parametrize("question", [
     "Which paper introduces a dataset of bird calls?",
-    "is there a toolkit for reading old maps?",
+    "is there a paper on reading old maps?",
 ])
 def test_which_cues(question: str) -> None:
     assert cues.asks_which(question)
+
+
+def test_a_named_thing_asked_about_is_a_fact_not_a_paper() -> None:
+    assert not cues.asks_which("what dataset did the authors build to test the sensor?")
+    assert not cues.asks_which("what did human raters give the model's answers on average?")
 
 
 def test_result_cues() -> None:

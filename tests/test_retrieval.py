@@ -57,8 +57,28 @@ def test_follow_up_uses_the_conversation(pipeline) -> None:
 
 
 def test_passages_stay_short_enough_to_check(pipeline) -> None:
+    from rag.retrieval import PASSAGE_WORDS
+
     _, hits, _ = pipeline.retrieve("continual learning with autoencoders and style transfer")
-    assert all(len(h.chunk.text) <= 1500 for h in hits)
+    assert all(len(h.chunk.text.split()) <= PASSAGE_WORDS for h in hits)
+
+
+def test_a_name_many_papers_use_does_not_pick_one_paper(pipeline) -> None:
+    """An acronym used across the library ("GAN") is a topic: the question is not narrowed to
+    the one or two papers whose opening happens to mention it."""
+    from rag.query import analyse
+
+    lib = pipeline.retriever.library
+    intent = analyse("Which paper trains a GAN with fewer labels?", lib)
+    assert not intent.single_paper, [lib.papers[p].title for p in intent.paper_ids]
+
+
+def test_a_title_head_in_lower_case_names_its_paper(pipeline) -> None:
+    from rag.query import analyse
+
+    lib = pipeline.retriever.library
+    paper = next(p for p in pipeline.papers() if p.title.startswith("MODALS:"))
+    assert analyse("what's the modals paper about?", lib).paper_ids == [paper.id]
 
 
 def test_filters_from_settings(corpus_settings) -> None:
