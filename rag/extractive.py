@@ -58,7 +58,8 @@ LIST_CUTOFF = 0.35
 # Below this prose score (rag.textquality) a "sentence" is an equation, a table row or figure
 # debris (ordinary sentences score >= 0.8; numbers-heavy results sentences 0.6-0.8).
 MIN_PROSE = 0.5
-# Two papers whose best sentences score within this margin match the question equally well.
+CLEAN_PROSE = 0.8  # from here down a sentence is part debris and ranks lower
+# Two papers whose retrieval scores differ by less than this share match the question equally.
 TIE_MARGIN = 0.03
 
 
@@ -256,28 +257,26 @@ class ExtractiveAnswerer:
                        cited=_cited(chosen), evidence=_evidence(chosen))
 
     def _which(self, question: str, hits: Sequence[Hit]) -> Extract:
-        """Name the paper whose passage answers best; a second paper only when it matches the
-        question exactly as well (then the answer says so in one sentence)."""
-        best_of = [(n, r[0]) for n, h in enumerate(hits[:3], 1)
-                   if (r := self._ranked(question, [None] * (n - 1) + [h]))]
-        best_of.sort(key=lambda x: -x[1].score)
-        n, best = best_of[0] if best_of else (1, None)
-        p = hits[n - 1].paper
-        text = f"**{p.title}**" + (f" ({p.venue_year})" if p.venue_year else "") + f" [{n}]"
+        """Name the best-ranked paper (retrieval weighs its title, record and passages) with
+        its sentence that answers best; a second paper only when retrieval ranks it exactly as
+        high (then the answer says so in one sentence)."""
+        ranked = self._ranked(question, hits[:1])
+        best = ranked[0] if ranked else None
+        p = hits[0].paper
+        text = f"**{p.title}**" + (f" ({p.venue_year})" if p.venue_year else "") + " [1]"
         if p.authors:
             text += f", by {_names(p.authors)}"
         text += "."
         if best:
             text += f" {best.text} [{best.hit_no}]"
-        tie = next((m for m, s in best_of[1:] if hits[m - 1].paper.id != p.id
-                    and best is not None and best.score - s.score <= TIE_MARGIN), None)
+        tie = next((n for n, h in enumerate(hits[1:3], 2) if _squash(h.paper.title) !=
+                    _squash(p.title) and h.score >= (1 - TIE_MARGIN) * hits[0].score), None)
         if tie is not None:
             text += (f"\n\n**{hits[tie - 1].paper.title}** [{tie}] matches the question "
                      "equally well.")
-        evidence = [(n, f"{p.title}" + (f", by {_names(p.authors)}." if p.authors else "."))]
+        evidence = [(1, f"{p.title}" + (f", by {_names(p.authors)}." if p.authors else "."))]
         evidence += [(best.hit_no, best.text)] if best else []
-        return Extract(text, False, cited=sorted({n, *([tie] if tie else [])}),
-                       evidence=evidence)
+        return Extract(text, False, cited=[1] + ([tie] if tie else []), evidence=evidence)
 
     def _authors(self, question: str, hits: Sequence[Hit]) -> Extract:
         p = hits[0].paper
@@ -370,7 +369,7 @@ class ExtractiveAnswerer:
         wants_number = cues.asks_quantity(question)
         for s, v in zip(sents, vecs[1:], strict=True):
             s.score = (_dot(v, qv) + 0.6 * coverage(focus[s.hit_no], s.text, self.idf)
-                       - 0.03 * (s.hit_no - 1) - 0.3 * (1.0 - s.prose))
+                       - 0.03 * (s.hit_no - 1) - 0.5 * max(0.0, CLEAN_PROSE - s.prose))
             if wants_number and _STANDALONE_NUMBER.search(s.text):
                 s.score += 0.15
         return sorted(sents, key=lambda s: -s.score)
@@ -447,7 +446,9 @@ _CONTRAST = re.compile(r"\b(unlike|whereas|instead of|rather than|in contrast|di
 
 def _same_paper(pool: Sequence[Hit | None], a: _Sentence, b: _Sentence) -> bool:
     ha, hb = pool[a.hit_no - 1], pool[b.hit_no - 1]
-    return ha is not None and hb is not None and ha.paper.id == hb.paper.id
+    # the same paper may come from two sources (a paper list and someone's notes on it)
+    return ha is not None and hb is not None and (
+        ha.paper.id == hb.paper.id or _squash(ha.paper.title) == _squash(hb.paper.title))
 
 
 def _distinct(sents: Sequence[_Sentence], limit: int) -> list[_Sentence]:
