@@ -220,7 +220,7 @@ class Pipeline:
                 base.notes.append(f"prompt holds {prompt.sources_used} of {len(base.sources)} "
                                   "sources")
             for piece in llm.stream(prompt.messages, max_tokens=self.settings.llm_max_tokens,
-                                    stop=["</source>", "<source", "\n\nQuestion:"]):
+                                    stop=["</source>", "\n\nQuestion:"]):
                 if not raw:
                     base.timings["ttft_s"] = round(time.perf_counter() - started, 4)
                 raw += piece
