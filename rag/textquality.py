@@ -17,6 +17,8 @@ _WORD = re.compile(r"^[(\"'\[]*[^\W\d_]{2,}(?:[-'’][^\W\d_]+)*[)\"'\].,;:!?]*$
 _NUMBER = re.compile(r"^[(\[]*[-+]?\d+(?:[.,]\d+)*%?[)\].,;:]*$")
 _PLAIN_PUNCT = set(".,;:!?'\"()[]-–—’‘“”%/&")
 _SINGLE_OK = {"a", "A", "I"}
+# <tag ...>, ](target) of a Markdown link or image, and bare URLs
+_MARKUP = re.compile(r"<[^<>]{1,500}>|\]\([^()\s]{1,500}\)|\b(?:https?|ftp)://\S+")
 
 
 def prose_score(text: str) -> float:
@@ -25,8 +27,11 @@ def prose_score(text: str) -> float:
     Starts from the share of tokens that are words (two or more letters; a number counts half)
     and subtracts for
     symbol characters (math operators, Greek, arrows), digits beyond a sentence's usual few,
-    and runs of three or more one-character tokens (variables and matrix entries).
+    and runs of three or more one-character tokens (variables and matrix entries). Markup is not
+    debris: HTML tags, Markdown link targets and URLs are left out before scoring, so a
+    sentence that carries a link still counts as the prose it is.
     """
+    text = _MARKUP.sub(" ", text)
     tokens = _TOKEN.findall(text)
     if not tokens:
         return 0.0

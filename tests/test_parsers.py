@@ -474,5 +474,9 @@ def test_prose_score_prefers_sentences_over_math_and_tables():
     assert prose_score("0 1 0 0 1 1 0 1 0 1") <= 0.1
     assert prose_score("BERT 84.6 83.4 91.2 85.3 77.0") < 0.4
     assert prose_score("") == 0.0
+    # markup is not debris: a sentence with a link or a tag scores as the prose it is
+    linked = 'It reaches 77.7 accuracy <img src="http://127.0.0.1:9/x.png" onerror="f()">.'
+    assert prose_score(linked) >= 0.6  # a short numbers sentence, like the one above
+    assert prose_score("See ![chart](http://example.org/a.png) for the loss curve.") >= 0.8
     assert not looks_garbled(prose * 10)
     assert looks_garbled("∂∆ ⊗⊕ ¬∀ ∃∈ ∉∋ " * 20)
