@@ -51,6 +51,9 @@ def _unrepeated(checks: list[SentenceCheck], earlier: Sequence[str] = ()) -> lis
     return out
 
 
+MAX_QUESTION_CHARS = 2000
+
+
 class Pipeline:
     """Holds the loaded retriever (and, lazily, models); one per process is enough."""
 
@@ -109,6 +112,9 @@ class Pipeline:
         answer, streamed."""
         from rag.langchain_adapters import answer_chain
 
+        # A question past this length is a pasted document, not a question: the embedder reads
+        # 256 word pieces at most, and lexical and sentence scoring grow with its terms.
+        question = question[:MAX_QUESTION_CHARS]
         inputs = {"question": question, "history": list(history), "filters": filters, "k": k,
                   "backend": backend, "started": time.perf_counter()}
         yield from answer_chain(self).stream(inputs)

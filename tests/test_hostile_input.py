@@ -38,6 +38,8 @@ HOSTILE_QUESTIONS = {
     "control": "What\x00 is\x07 De\x1bBERTa\x08?\x7f\r\x0b\x0c" + "\x01\x02\x03" * 20,
     "rtl-override": "\u202eWhat is DeBERTa?\u202c\ufeff\u200b",
     "100kb": ("What is DeBERTa and how does it improve on BERT? " * 2100)[:100_000],
+    # distinct words: lexical and sentence scoring would grow with every one of them
+    "100kb-distinct": " ".join(f"w{i:x}q{i * 7919 % 10007:x}" for i in range(9000))[:100_000],
 }
 
 
