@@ -1,6 +1,7 @@
 """LLM backends behind one Protocol, picked by name with `get_llm`.
 
-Registered here: "llamacpp" (a local GGUF in this process) and "openai" (any OpenAI-compatible
+Registered here: "llamacpp" (a local GGUF, run in a process of its own by
+`rag.llms.model_process`) and "openai" (any OpenAI-compatible
 server). Importing this package is cheap: llama_cpp and openai load only when a backend is
 first used. The "extractive" answerer is not an LLM and lives in `rag.extractive`.
 """
