@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.conversation import Standalone, Turn, standalone
-from rag.errors import ConfigError, ModelStoppedError
+from rag.errors import ConfigError, LLMUnavailableError
 from rag.extractive import IDF, Extract, ExtractiveAnswerer
 from rag.indexing import Indexer, IndexReport, PaperProgress, Progress
 from rag.llms import get_llm, llm_names
@@ -235,15 +235,15 @@ class Pipeline:
             # A short answer may end without a period; only one that used up its tokens can
             # have been cut off mid-sentence.
             truncated = bool(raw) and llm.count_tokens(raw) >= self.settings.llm_max_tokens - 1
-        except ModelStoppedError as exc:
+        except LLMUnavailableError as exc:
             yield self._without_model(base, extract, exc, started)
             return
         base.timings["generate_s"] = round(time.perf_counter() - started, 4)
         yield self._grounded(base, raw, extract, started, truncated)
 
-    def _without_model(self, base: Answer, extract: Extract, exc: ModelStoppedError,
+    def _without_model(self, base: Answer, extract: Extract, exc: LLMUnavailableError,
                        started: float) -> Answer:
-        """The local model died or hung: answer from the sources, and say so."""
+        """The model died, hung, or its server failed: answer from the sources, and say so."""
         reason = str(exc).split(": ", 1)[-1]
         note = f"{reason}; answered from the sources without it"
         base.text = f"{extract.text}\n\n*Note: {note}.*"

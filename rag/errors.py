@@ -44,7 +44,14 @@ class ContextOverflowError(LLMError):
     """The prompt does not fit the model's context window even after trimming."""
 
 
-class ModelStoppedError(LLMError):
+class LLMUnavailableError(LLMError):
+    """The backend could not answer this question, for a reason it may get over: the server is
+    unreachable, timed out, rate-limits, failed (5xx), or sent a broken or unreadable stream.
+
+    The answer falls back to the sources (the extractive answer) with this message as a note."""
+
+
+class ModelStoppedError(LLMUnavailableError):
     """The local model's process crashed, was killed, or hung and was stopped.
 
     The answer falls back to the sources (the extractive answer) with this message as a note;

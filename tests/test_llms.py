@@ -297,7 +297,7 @@ def test_silent_server_fails_within_the_timeout(stub_http, tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("status", "words"), [
     (429, ["HTTP 429", "rate limited", "after 3 attempts"]),
-    (500, ["HTTP 500", "server error", "after 3 attempts"]),
+    (502, ["HTTP 502", "server error", "after 3 attempts"]),
     (503, ["HTTP 503", "server error"]),
 ])
 def test_transient_statuses_are_retried_then_named(stub_http, tmp_path: Path,
@@ -313,10 +313,10 @@ def test_transient_statuses_are_retried_then_named(stub_http, tmp_path: Path,
 
 
 def test_retries_stop_at_the_deadline(stub_http, tmp_path: Path) -> None:
-    stub = stub_http(500)
+    stub = stub_http(503)
     llm = OpenAICompatLLM(openai_settings(tmp_path, stub.base_url, llm_timeout_s=1.8))
     started = time.monotonic()
-    with pytest.raises(LLMError, match="HTTP 500"):
+    with pytest.raises(LLMError, match="HTTP 503"):
         llm.stream(QUESTION, max_tokens=8)
     assert time.monotonic() - started < 1.8
     # after 0.5 s of backoff 1.3 s are left: retry; after 1 s more, under 0.5 s: give up

@@ -4,8 +4,12 @@ the OpenAI API) through the official `openai` client, streaming `chat.completion
 Every failure becomes an `LLMError` that says what to do: a dead server, a refused key, an
 unknown model, rate limiting, a server error (with its status). A server's "prompt too long"
 answer becomes `ContextOverflowError`. A call, retries included, gives up within
-`llm_timeout_s`: connection errors, 429 and 5xx are retried here (the client's own retries are
-off), but never past that deadline.
+`llm_timeout_s`: a refused or reset connection, 429, 502, 503 and 504 are retried here (the
+client's own retries are off), waiting what Retry-After asks when it asks at most
+MAX_RETRY_AFTER_S, but never past that deadline; 500, 400 and a malformed answer are not retried.
+Failures the server or network may get over (those, timeouts, a stream that breaks off or cannot
+be read) raise `LLMUnavailableError`, so the answer falls back to the sources with a note; a
+refused key or unknown model raise a plain `LLMError` (the user must change a setting).
 
 It does not know the server's tokenizer: `count_tokens` is an upper-bound estimate (see there),
 and `context_tokens` is whatever RAG_LLM_CONTEXT_TOKENS says the server's window is.
@@ -13,6 +17,8 @@ and `context_tokens` is whatever RAG_LLM_CONTEXT_TOKENS says the server's window
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import math
 import os
 import re
@@ -21,7 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from rag.errors import ContextOverflowError, LLMError
+from rag.errors import ContextOverflowError, LLMError, LLMUnavailableError
 from rag.llms.base import Message
 from rag.settings import Settings
 
@@ -29,6 +35,8 @@ BACKEND = "openai"
 ATTEMPTS = 3  # one call and two retries, all inside llm_timeout_s
 FIRST_BACKOFF_S = 0.5
 MIN_ATTEMPT_S = 0.5  # no retry unless at least this much of the deadline is left for it
+MAX_RETRY_AFTER_S = 30.0  # a server asking for a longer wait is not waited for
+RETRY_STATUSES = frozenset({429, 502, 503, 504})  # overloaded or restarting; 500 is a bug
 _OVERFLOW = re.compile(r"context (length|window|size)|maximum context|exceed_context|"
                        r"too many tokens|prompt is too long", re.I)
 
@@ -113,12 +121,16 @@ class OpenAICompatLLM:
             try:
                 return create(**request, timeout=max(remaining, 0.05))
             except openai.APIError as exc:
-                backoff = FIRST_BACKOFF_S * 2**attempt
-                retry_at = time.monotonic() + backoff
-                last = attempt == self._attempts - 1 or retry_at >= deadline - MIN_ATTEMPT_S
+                asked = _retry_after(exc)
+                wait = FIRST_BACKOFF_S * 2**attempt if asked is None else asked
+                retry_at = time.monotonic() + wait
+                last = (attempt == self._attempts - 1 or retry_at >= deadline - MIN_ATTEMPT_S
+                        or wait > MAX_RETRY_AFTER_S)
                 if last or not _transient(exc):
                     raise self._translate(exc, attempt + 1) from exc
-                time.sleep(backoff)
+                time.sleep(wait)
+            except ValueError as exc:  # a non-streamed answer that is not JSON
+                raise self._malformed(exc) from exc
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
     def _pieces(self, response: Any, request: dict[str, Any]) -> Iterator[str]:
@@ -138,10 +150,12 @@ class OpenAICompatLLM:
                     yield piece
         except openai.APIError as exc:
             raise self._translate(exc, 1) from exc
+        except ValueError as exc:  # an event that is not JSON, or not a completion chunk
+            raise self._malformed(exc) from exc
         except Exception as exc:  # the transport broke mid-stream (read timeout, reset)
-            raise LLMError(BACKEND, f"the answer from {self.base_url} broke off "
-                           f"({type(exc).__name__}: {exc}); check the server, or raise "
-                           "RAG_LLM_TIMEOUT_S if it is slow") from exc
+            raise LLMUnavailableError(
+                BACKEND, f"the answer from {self.base_url} broke off ({type(exc).__name__}: "
+                f"{exc}); check the server, or raise RAG_LLM_TIMEOUT_S if it is slow") from exc
         finally:
             response.close()
         if not finished:
@@ -156,8 +170,14 @@ class OpenAICompatLLM:
                 self._open({**request, "stream": False, "max_tokens": 1})
             except LLMError as exc:
                 return exc
-        return LLMError(BACKEND, f"{self.base_url} closed the stream before the answer was "
-                        "finished; check the server's log")
+        return LLMUnavailableError(BACKEND, f"{self.base_url} closed the stream before the "
+                                   "answer was finished; check the server's log")
+
+    def _malformed(self, exc: Exception) -> LLMError:
+        return LLMUnavailableError(
+            BACKEND, f"{self.base_url} sent an answer that is not an OpenAI-compatible completion "
+            f"({type(exc).__name__}: {str(exc)[:200]}); check that RAG_OPENAI_BASE_URL points at "
+            "a chat completions server (it usually ends in /v1)")
 
     def _translate(self, exc: Exception, attempts: int) -> LLMError:
         """One LLMError per failure kind, each naming the setting that fixes it."""
@@ -165,14 +185,15 @@ class OpenAICompatLLM:
 
         url, tries = self.base_url, f" after {attempts} attempts" if attempts > 1 else ""
         if isinstance(exc, openai.APITimeoutError):
-            return LLMError(BACKEND, f"{url} did not answer within "
-                            f"{self._settings.llm_timeout_s:g}s; check the server or raise "
-                            "RAG_LLM_TIMEOUT_S")
+            return LLMUnavailableError(BACKEND, f"{url} did not answer within "
+                                       f"{self._settings.llm_timeout_s:g}s; check the server or "
+                                       "raise RAG_LLM_TIMEOUT_S")
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc
-            return LLMError(BACKEND, f"cannot reach {url} ({cause}){tries} — is the server "
-                            "running? start one with `python -m llama_cpp.server --model "
-                            "<file.gguf> --port 8080` or set RAG_OPENAI_BASE_URL")
+            return LLMUnavailableError(
+                BACKEND, f"cannot reach {url} ({cause}){tries} — is the server running? start "
+                "one with `python -m llama_cpp.server --model <file.gguf> --port 8080` or set "
+                "RAG_OPENAI_BASE_URL")
         status = getattr(exc, "status_code", None)
         detail = _detail(exc)
         code = str(getattr(exc, "code", "") or "")
@@ -183,12 +204,16 @@ class OpenAICompatLLM:
             return LLMError(BACKEND, f"model '{self.model}' not found at {url} (HTTP {status}: "
                             f"{detail}); set RAG_OPENAI_MODEL to a model the server lists at "
                             f"{url}/models, or check that RAG_OPENAI_BASE_URL ends in /v1")
+        asked = _retry_after(exc)
+        later = f"; it asks to retry after {asked:g}s" if asked is not None else ""
         if status == 429:
-            return LLMError(BACKEND, f"rate limited by {url} (HTTP 429: {detail}){tries}; "
-                            "wait and try again, or use a server with more capacity")
+            return LLMUnavailableError(
+                BACKEND, f"rate limited by {url} (HTTP 429: {detail}){tries}{later}; wait and "
+                "try again, or use a server with more capacity")
         if status is not None and status >= 500:
-            return LLMError(BACKEND, f"server error at {url} (HTTP {status}: {detail}){tries}; "
-                            "check the server's log")
+            return LLMUnavailableError(
+                BACKEND, f"server error at {url} (HTTP {status}: {detail}){tries}{later}; "
+                "check the server's log")
         if _OVERFLOW.search(f"{code} {detail}"):
             return ContextOverflowError(
                 BACKEND, f"the server says the prompt is too long ({detail}); set "
@@ -199,15 +224,35 @@ class OpenAICompatLLM:
 
 
 def _transient(exc: Exception) -> bool:
-    """Worth another try: no connection yet (a timeout already used the time), 429, 5xx."""
+    """Worth another try: a refused or reset connection (a timeout already used the time), or
+    a server that says it is overloaded or restarting (RETRY_STATUSES). A 500 is a bug on the
+    server and a 4xx a bad request: asking again gets the same answer."""
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
         return False
     if isinstance(exc, openai.APIConnectionError):
         return True
-    status = getattr(exc, "status_code", None)
-    return status is not None and (status == 429 or status >= 500)
+    return getattr(exc, "status_code", None) in RETRY_STATUSES
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """Seconds the server's Retry-After header asks for (a number or an HTTP date), if any."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def _detail(exc: Exception) -> str:
