@@ -40,7 +40,11 @@ QUANTITY = re.compile(
     r"\b(how (much|many|fast|big|large|long|often|far|well)|by how|what(?:'s|’s)?\s+"
     r"(is |was |were |are )?(the )?([\w-]+ ){0,2}(rate|size|score|accuracy|fid|bleu|number|"
     r"percentage|speed-?up|error|perplexity|top-\d+|f1|auc|mrr|map|recall|precision|"
-    r"correlation|length))\b", re.I)
+    r"correlation|length))\b"
+    # a share or a total right after "what" ("what share of the hives"), not a noun further on
+    # ("what does the total correlation recover")
+    r"|\bwhat(?:'s|’s)?\s+(is |was |were |are )?(the )?(fraction|proportion|share|ratio|amount|"
+    r"median|average|count|cost)\b|\bon average\b", re.I)
 COMPARISON = re.compile(
     r"\b(differ(s|ent|ence|ences)?\s+(from|between|to)|difference between|compared?\s+(to|with)|"
     r"comparison (of|between|with)|versus|vs\.?|how does .{2,80} (compare|differ)|"
@@ -82,8 +86,14 @@ def asks_result(question: str) -> bool:
     return bool(RESULT.search(question)) or asks_quantity(question)
 
 
-def quantity_tail(question: str, words: int = 6) -> str:
-    """The quantity cue and the few words after it ("how many passages did the retriever"):
-    where the measured thing is named. '' when no quantity is asked."""
+def quantity_tail(question: str, words: int = 10) -> str:
+    """The quantity cue and the words after it, to the end of its clause ("how many of those
+    papers come with full text"): where the measured thing is named. '' when no quantity is
+    asked. A cue at the end ("... on average?") names the thing before it: the clause then."""
     m = QUANTITY.search(question)
-    return " ".join(question[m.start():].split()[:words]) if m else ""
+    if not m:
+        return ""
+    clause = re.split(r"[?;!]|,\s|\.\s", question[m.start():])[0].split()
+    if len(clause) <= 2:  # "what did raters give the summaries on average?"
+        clause = re.split(r"[?;!]|,\s|\.\s", question[:m.end()])[-1].split()
+    return " ".join(clause[:words])

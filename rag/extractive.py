@@ -35,7 +35,17 @@ _SCAFFOLD = set(tokenize(
 _MARKUP = re.compile(r"(\*\*[^*]{1,40}\*\*:?|^#+\s*|^\s*[-*•]\s+|\[\d+\]\s*|\(Show abstract\))", re.M)
 _METADATA_LINE = re.compile(r"^(Authors?|Conference|URL|Link|TL;DR)\s*:", re.I)
 # A number as a value (78%, 4-13x, 89.9, 43 seconds), not as part of a name (CIFAR-10, INT2).
-_STANDALONE_NUMBER = re.compile(r"(?<![\w-])[+-]?\d[\d,.]*(?:\s*[-–]\s*\d[\d,.]*)?(?:%|x\b|×)?(?![\w-]*[a-wyz])")
+_STANDALONE_NUMBER = re.compile(
+    r"(?<![\w-])[+-]?\d[\d,.]*(?:\s*[-–]\s*\d[\d,.]*)?(?:%|x\b|×)?(?![\w-]*[a-wyz])"
+    # ... or spelled out ("ten participants", "twelve models"); "one" is left out: it is far
+    # more often a pronoun ("one of the") than a count
+    r"|\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
+    r"hundreds?|thousands?|millions?|billions?|dozens?)\b", re.I)
+# What opens a sentence without being part of it: an enumerator ("(2) We used ...", "ii) ...")
+# or a footnote mark glued to the sentence after it ("5 PDFs are not ..."). Left in, it reads as
+# debris and counts as a number.
+_LEADING_MARK = re.compile(r"^(\(?(\d{1,2}|[ivx]{1,4}|[a-h])\)\s+|\d{1,2}\s+(?=[A-Z][a-z]))")
 # Lengths, chosen for the reader (not for any scorer):
 # - a fact answer is the sentence that answers, the one that continues it when it does, and up
 #   to two that corroborate or complete it (a question asking for two things often finds them
@@ -59,6 +69,8 @@ LIST_CUTOFF = 0.35
 # debris (ordinary sentences score >= 0.8; numbers-heavy results sentences 0.6-0.8).
 MIN_PROSE = 0.5
 CLEAN_PROSE = 0.8  # from here down a sentence is part debris and ranks lower
+# A sentence that is itself a question ranks this much lower as an answer.
+QUESTION_PENALTY = 0.2
 # Two papers whose retrieval scores differ by less than this share match the question equally.
 TIE_MARGIN = 0.03
 
@@ -94,7 +106,7 @@ def key_terms(question: str) -> list[str]:
 
 
 def clean(text: str) -> str:
-    return re.sub(r"\s+", " ", _MARKUP.sub(" ", text)).strip()
+    return _LEADING_MARK.sub("", re.sub(r"\s+", " ", _MARKUP.sub(" ", text)).strip())
 
 
 class IDF:
@@ -372,6 +384,8 @@ class ExtractiveAnswerer:
                        - 0.03 * (s.hit_no - 1) - 0.5 * max(0.0, CLEAN_PROSE - s.prose))
             if wants_number and _STANDALONE_NUMBER.search(s.text):
                 s.score += 0.15
+            if s.text.endswith("?"):  # a question the paper asks ("RQ2: Can we ...?") answers
+                s.score -= QUESTION_PENALTY  # nothing; its answer follows it
         return sorted(sents, key=lambda s: -s.score)
 
 
@@ -405,6 +419,7 @@ def _squash(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "", fold(text))
 
 
+_NAME_SUFFIX = re.compile(r"\b(\w*[A-Z]\w*)-[a-z]{3,}\b")
 _PLAIN_SUFFIX = re.compile(r"-(based|like|type|style|free|aware|level|wise|driven|resilient)\b", re.I)
 
 
@@ -419,7 +434,9 @@ class _Evidence:
         self.words |= {_squash(w) for w in re.findall(r"[a-z0-9]+(?:[-'][a-z0-9]+)+", folded)}
 
     def has(self, term: str) -> bool:
-        parts = _PLAIN_SUFFIX.sub("", term).split()
+        # "LaTeX-derived", "GPT-style": the name is the capitalised part; the lower-case word
+        # after the hyphen describes it and may be phrased otherwise in the paper
+        parts = _PLAIN_SUFFIX.sub("", _NAME_SUFFIX.sub(r"\1", term)).split()
         if len(parts) == 1:
             return any(self._word(v) for v in _variants(parts[0]))
         if len(parts) == 2:  # "Byzantine-resilient SGD": both words, anywhere

@@ -113,3 +113,22 @@ def test_query_kinds_come_from_the_cues() -> None:
     assert _kind("How thick was the ice?") == "fact"
     # a paper is selected; "summarise" only describes it
     assert _kind("Which paper argues that tools should do more than summarise notes?") == "fact"
+
+
+@pytest.mark.parametrize(("question", "tail"), [
+    # the measured thing can come after a few words of scaffold, or before a trailing cue
+    ("and how many of those ferries come with a bar?", "how many of those ferries come with a bar"),
+    ("what did the tasters give the new cheese on average?",
+     "what did the tasters give the new cheese on average"),
+    ("What share of the hives survived, and why?", "What share of the hives survived"),
+])
+def test_quantity_tail_names_the_measured_thing(question: str, tail: str) -> None:
+    assert cues.quantity_tail(question) == tail
+
+
+def test_a_definition_is_not_a_quantity() -> None:
+    assert not cues.asks_quantity("what does dead reckoning mean?")
+
+
+def test_a_total_named_further_on_is_not_a_quantity() -> None:
+    assert not cues.asks_quantity("what does the total variation prior remove from the scans?")
