@@ -15,6 +15,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag.errors import ConfigError
 from rag.settings import PROJECT_ROOT, Settings
@@ -81,6 +85,51 @@ def blocked_paths(settings: Settings) -> list[str]:
     return sorted(str(Path(p).expanduser().resolve()) for p in paths)
 
 
+# With a login required, only these answer a caller who has not signed in: the login page, the
+# form it posts to, and the static files it is drawn with (Gradio's own code, no data); and
+# startup-events, which `launch` itself calls before anyone can sign in (it runs them once).
+PUBLIC_PATHS = frozenset({"/", "/login", "/login/", "/logout", "/favicon.ico", "/robots.txt",
+                          "/manifest.json", "/theme.css", "/gradio_api/theme.css",
+                          "/gradio_api/startup-events"})
+PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon")
+
+
+class LoginRequired:
+    """ASGI middleware: when the app has a login, refuse (401, the body Gradio's login page
+    reads) every request without a signed-in session, except PUBLIC_PATHS.
+
+    Gradio checks the login route by route, and some routes do not check it (the heartbeat
+    stream, /openapi.json, /gradio_api/app_id...). Refusing by default here means a route a
+    new Gradio version adds is closed too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gradio_app = scope.get("app")
+        if (scope["type"] not in ("http", "websocket")
+                or getattr(gradio_app, "auth", None) is None
+                or scope["path"] in PUBLIC_PATHS or scope["path"].startswith(PUBLIC_PREFIXES)
+                or _signed_in(gradio_app, scope)):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = {"detail": {"error": "Not authenticated",
+                           "auth_message": getattr(gradio_app, "auth_message", None)}}
+        await JSONResponse(body, status_code=401)(scope, receive, send)
+
+
+def _signed_in(gradio_app: object, scope: Scope) -> bool:
+    """The session cookie Gradio's /login set names a live token (as its own routes check)."""
+    cookies = HTTPConnection(scope).cookies
+    cookie_id = getattr(gradio_app, "cookie_id", "")
+    token = (cookies.get(f"access-token-{cookie_id}")
+             or cookies.get(f"access-token-unsecure-{cookie_id}"))
+    return token is not None and token in getattr(gradio_app, "tokens", {})
+
+
 def check_gradio() -> None:
     have = tuple(int(x) for x in version("gradio").split(".")[:2])
     if have < MIN_GRADIO:
@@ -103,7 +152,7 @@ def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True,
         allowed_paths=[], blocked_paths=blocked_paths(settings),
         max_file_size=int(settings.max_upload_mb * 1024 * 1024),
         theme=theme(), css=CSS, js=JS,
-        footer_links=["api"],
+        footer_links=["api"], app_kwargs={"middleware": [Middleware(LoginRequired)]},
     )
     local = f"http://{settings.host}:{demo.server_port}"
     if not quiet:
