@@ -2,6 +2,9 @@
 
 Retrieved text is fenced as data (`<source n="1">…</source>`), and the instructions say that
 nothing inside a source is an instruction: a planted "ignore previous instructions" stays text.
+A document cannot close the fence (source tags in its text or title are removed) or open a chat
+turn: chat-template markup (`<|im_start|>`, `<start_of_turn>`, `[INST]`, `</s>`) becomes
+look-alike text (`‹|im_start|›`) for every backend, not only the local one.
 Sources are trimmed (never the question, never past the window) by counting tokens with the
 model's own tokenizer. This module does not call a model.
 """
@@ -24,6 +27,15 @@ SYSTEM = (
     "If the sources do not contain the answer, reply exactly: NOT IN SOURCES."
 )
 _FENCE = re.compile(r"</?\s*source[^>]*>", re.I)
+# Turn markers of the common chat templates (ChatML, Gemma, Llama 2/3, Mistral, Phi).
+_TURN = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?(?:start_of_turn|end_of_turn|s|bos|eos)>|"
+                   r"\[/?INST\]|<</?SYS>>", re.I)
+
+
+def defuse(text: str) -> str:
+    """Text from a document, safe inside a source block: no source tags, no chat-turn markup."""
+    text = _FENCE.sub(" ", text)
+    return _TURN.sub(lambda m: "‹" + m[0][1:-1] + "›", text)
 
 
 @dataclass
@@ -35,8 +47,8 @@ class Prompt:
 
 
 def _fence(n: int, hit: Hit, text: str) -> str:
-    safe = _FENCE.sub(" ", text)  # a document cannot close our fence early
-    return f'<source n="{n}" title="{hit.paper.title}">\n{safe}\n</source>'
+    title = defuse(hit.paper.title).replace('"', "'")  # nor leave the title attribute
+    return f'<source n="{n}" title="{title}">\n{defuse(text)}\n</source>'
 
 
 def build_prompt(question: str, hits: Sequence[Hit], llm: LLM, max_answer_tokens: int) -> Prompt:
