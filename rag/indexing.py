@@ -36,7 +36,7 @@ from pathlib import Path
 
 from rag.chunking import Chunker
 from rag.embeddings import Embedder, get_embedder
-from rag.errors import DocumentError
+from rag.errors import DocumentError, StoreError
 from rag.lexical import refresh_lexical
 from rag.models import Chunk, Paper
 from rag.parsers import SUPPORTED_SUFFIXES, parse_file
@@ -153,7 +153,13 @@ class Indexer:
             report.chunks_removed += self._remove_missing([Path(p).expanduser() for p in paths])
             if report.chunks_added + report.chunks_removed != before:
                 self.store.mark_changed()
-            refresh_lexical(self.store, self.settings)
+            try:
+                refresh_lexical(self.store, self.settings)
+            except OSError as exc:  # a full or read-only disk; the chunks are stored already
+                raise StoreError(
+                    f"cannot save the keyword index under '{self.settings.data_dir / 'bm25'}': "
+                    f"{exc.strerror or exc}; free some space or make it writable, then run "
+                    "`rag index` again") from exc
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
@@ -266,12 +272,9 @@ class Indexer:
         metadata (`chunk_metadata`) for many files at once."""
         for i in range(0, len(records), _WRITE_BATCH):
             part = records[i : i + _WRITE_BATCH]
-            self.store.collection.upsert(
-                ids=[c.id for c, _, _ in part],
-                embeddings=[v for _, _, v in part],
-                documents=[c.text for c, _, _ in part],
-                metadatas=[chunk_metadata(c, key) for c, key, _ in part],
-            )
+            self.store.upsert([c.id for c, _, _ in part], [v for _, _, v in part],
+                              [c.text for c, _, _ in part],
+                              [chunk_metadata(c, key) for c, key, _ in part])
 
     def _remove_missing(self, roots: Iterable[Path]) -> int:
         """Delete chunks of files that were under an indexed folder and are gone from disk."""

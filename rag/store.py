@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -38,6 +39,38 @@ _PAGE = 500  # ids fetched per request when listing a large collection
 _MARK = "changed"  # the one record of the '<collection>-changes' collection
 _WRITE_WAIT_S = 15.0  # how long a writer waits for another one before giving up
 _CLOSE_AFTER_S = 30.0  # a replaced embedded client keeps serving searches under way this long
+_LOW_SPACE = 32 * 1024 * 1024  # below this much free space, a failed write is put down to a full disk
+
+
+def explain(settings: Settings, exc: BaseException) -> str:
+    """Why Chroma failed, in the user's terms and with the fix. Chroma's own messages rarely
+    say (a full disk reads "Failed to apply logs to the metadata segment", a deleted store
+    "attempt to write a readonly database"), so the data directory itself is looked at. The
+    records of one write are applied whole or not at all (one SQLite transaction): after
+    the fix, the next `rag index` completes what was interrupted."""
+    said = " ".join(str(exc).split())[:200]
+    if settings.use_server:
+        return (f"the Chroma server at {settings.chroma_host}:{settings.chroma_port} failed "
+                f"({said}); check that it runs and that the disk under its --path has room")
+    path = settings.data_dir / "chroma"
+    if not (path / "chroma.sqlite3").exists() or "code: 1032" in said:
+        return (f"the store directory '{path}' was deleted or moved while this process was "
+                "using it; restart the app (or run `rag index` again) to build the library there "
+                "anew, or set RAG_DATA_DIR to where the store is now")
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return f"the store directory '{path}' cannot be read ({said}); check it, or set RAG_DATA_DIR"
+    if stat.f_flag & os.ST_RDONLY or not os.access(path, os.W_OK) or "readonly" in said:
+        return (f"the data directory '{settings.data_dir}' is read-only ({said}); Chroma writes "
+                "to it even to read: make it writable, or copy it somewhere writable and set "
+                "RAG_DATA_DIR to the copy")
+    free = stat.f_bavail * stat.f_frsize
+    if free < _LOW_SPACE or "disk is full" in said or "No space" in said:
+        return (f"the disk holding '{settings.data_dir}' is full ({free // 1024} KB free; "
+                f"{said}); free some space (or set RAG_DATA_DIR to a disk with room), then run "
+                "`rag index` again: what was being added is stored whole or not at all")
+    return f"Chroma failed on the store in '{path}': {said}"
 
 
 def _client(settings: Settings, fresh: bool = False) -> Any:
@@ -80,8 +113,9 @@ def _open_lock(settings: Settings) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StoreError(f"cannot open the lock file '{path}': {exc.strerror or exc}; "
-                         "set RAG_DATA_DIR to a writable directory") from exc
+        raise StoreError(f"cannot open the lock file '{path}': {exc.strerror or exc}; make "
+                         f"'{settings.data_dir}' writable or set RAG_DATA_DIR to a writable "
+                         "directory") from exc
 
 
 @contextmanager
@@ -213,7 +247,8 @@ class ChunkStore:
                     embedding_function=None,
                 )
             except Exception as exc:
-                raise StoreError(f"cannot open Chroma collection '{self.name}': {exc}") from exc
+                raise StoreError(f"cannot open Chroma collection '{self.name}': "
+                                 f"{explain(self.settings, exc)}") from exc
         return self._collection
 
     @property
@@ -226,18 +261,33 @@ class ChunkStore:
                     f"{self.name}-changes", embedding_function=None)
             except Exception as exc:
                 raise StoreError(f"cannot open Chroma collection '{self.name}-changes': "
-                                 f"{exc}") from exc
+                                 f"{explain(self.settings, exc)}") from exc
         return self._changes
+
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """Chroma's failures (a full disk, a read-only or deleted directory) as a StoreError
+        that names the directory and the fix (`explain`)."""
+        try:
+            yield
+        except Exception as exc:
+            from chromadb.errors import ChromaError
+
+            if isinstance(exc, ChromaError | OSError | sqlite3.Error):
+                raise StoreError(explain(self.settings, exc)) from exc
+            raise
 
     # --- change tracking across processes -------------------------------------------------------
     def mark_changed(self) -> None:
         """Tell readers in other processes that the chunks changed."""
-        self.changes.upsert(ids=[_MARK], embeddings=[[1.0]], documents=[uuid.uuid4().hex])
+        with self._guarded():
+            self.changes.upsert(ids=[_MARK], embeddings=[[1.0]], documents=[uuid.uuid4().hex])
 
     def signal(self) -> tuple[int, str]:
         """Cheap (two small reads, 1.5 ms whatever the size): changes whenever an indexer changed the store;
         the count also catches writers that do not mark their changes."""
-        got = self.changes.get(ids=[_MARK], include=["documents"])
+        with self._guarded():
+            got = self.changes.get(ids=[_MARK], include=["documents"])
         docs = got.get("documents") or []
         return self.count(), str(docs[0]) if docs else ""
 
@@ -277,27 +327,33 @@ class ChunkStore:
     def add(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]], path: str) -> None:
         if not chunks:
             return
-        self.collection.upsert(
-            ids=[c.id for c in chunks],
-            embeddings=[list(e) for e in embeddings],
-            documents=[c.text for c in chunks],
-            metadatas=[chunk_metadata(c, path) for c in chunks],
-        )
+        self.upsert([c.id for c in chunks], [list(e) for e in embeddings],
+                    [c.text for c in chunks], [chunk_metadata(c, path) for c in chunks])
+
+    def upsert(self, ids: list[str], embeddings: list[list[float]], documents: list[str],
+               metadatas: list[dict[str, str | int | float | bool]]) -> None:
+        """One write: Chroma applies it whole or not at all."""
+        with self._guarded():
+            self.collection.upsert(ids=ids, embeddings=embeddings, documents=documents,
+                                   metadatas=metadatas)
 
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
-        for i in range(0, len(ids), _PAGE):
-            self.collection.delete(ids=ids[i : i + _PAGE])
+        with self._guarded():
+            for i in range(0, len(ids), _PAGE):
+                self.collection.delete(ids=ids[i : i + _PAGE])
 
     # --- reading -------------------------------------------------------------------------------
     def count(self) -> int:
-        return int(self.collection.count())
+        with self._guarded():
+            return int(self.collection.count())
 
     def ids(self, where: Where | None = None) -> set[str]:
         out: set[str] = set()
         offset = 0
         while True:
-            got = self.collection.get(where=where, include=[], limit=_PAGE, offset=offset)
+            with self._guarded():
+                got = self.collection.get(where=where, include=[], limit=_PAGE, offset=offset)
             out.update(got["ids"])
             if len(got["ids"]) < _PAGE:
                 return out
@@ -317,7 +373,9 @@ class ChunkStore:
         records: list[tuple[str, str, dict]] = []
         offset = 0
         while True:
-            got = self.collection.get(where=where, include=include, limit=_PAGE, offset=offset)
+            with self._guarded():
+                got = self.collection.get(where=where, include=include, limit=_PAGE,
+                                          offset=offset)
             docs = got.get("documents") or [""] * len(got["ids"])
             records.extend(zip(got["ids"], docs, got["metadatas"], strict=True))
             if len(got["ids"]) < _PAGE:
@@ -329,10 +387,11 @@ class ChunkStore:
         total = self.count()
         if total == 0:
             return []
-        got = self.collection.query(
-            query_embeddings=[list(vector)], n_results=min(n, total), where=where,
-            include=["documents", "metadatas", "distances"],
-        )
+        with self._guarded():
+            got = self.collection.query(
+                query_embeddings=[list(vector)], n_results=min(n, total), where=where,
+                include=["documents", "metadatas", "distances"],
+            )
         # subtle: an embedded store's HNSW index can hold ids another process has deleted
         # since this one loaded it; their records come back empty and are skipped.
         return [
