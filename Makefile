@@ -21,7 +21,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 LLAMA_TAG        := $(LLAMA_VERSION)-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 WHEEL_CACHE      ?= $(HOME)/.cache/rag-papers/llama-cpp-python/$(LLAMA_TAG)
 
-.PHONY: install run index test test-fast lint bench chromium clean lock llama-wheel
+.PHONY: install run index test test-fast stress lint bench chromium clean lock llama-wheel
 
 $(STAMP): pyproject.toml requirements.lock Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -77,6 +77,11 @@ test: install chromium
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+# The reliability tests at full size (tests/stress/): figures in tests/stress/results/; then
+# `$(BIN)/python -m tests.stress.table --write` puts them in RELIABILITY.md.
+stress: install
+	$(BIN)/python -m tests.stress
 
 lint: install
 	$(BIN)/ruff check rag tests app.py bench
