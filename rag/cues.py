@@ -58,6 +58,18 @@ RESULT = re.compile(r"\b(by how much|how much (better|worse|faster|higher|lower)
                     r"improve[sd]? .{0,40}\bby\b|gains?)\b", re.I)
 
 
+# The library itself named as the place to look ("in my library", "do I have"): it says where,
+# not what, and its words ("library", "collection") would match papers about libraries.
+LIBRARY_SELF = re.compile(
+    r"\b(in|from|within|among|across) (my|the|this|our) (library|collection|folder|corpus|"
+    r"reading list|papers|pdfs)\b|\b(do|did) (i|we) have\b|\b(that|which) (i|we) have\b", re.I)
+
+
+def without_library_words(question: str) -> str:
+    """The question with the words naming the library itself removed (for searching)."""
+    return re.sub(r"\s{2,}", " ", LIBRARY_SELF.sub(" ", question)).strip()
+
+
 def asks_quantity(question: str) -> bool:
     return bool(QUANTITY.search(question))
 

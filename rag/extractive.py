@@ -24,10 +24,12 @@ from rag.relevance import Relevance, RelevanceGate
 from rag.textquality import prose_score
 
 # Words that shape a question but say nothing about its subject (stemmed like the index).
+# "summary" is not one of them: stemmed, "summarise this" and "papers on summarization" are the
+# same word, and in the second it is the subject.
 _SCAFFOLD = set(tokenize(
     "who wrote written write writes author authors authored presented present presents paper "
     "papers work works study studies propose proposed proposes method approach main idea finding "
-    "findings summarise summarize summary nutshell tell explain describe describes use used uses "
+    "findings nutshell tell explain describe describes use used uses "
     "using library article articles talk talks introduce introduces show shows find finds "
     "question does did get gets make makes look looks deal deals report reports according "
     "compared compare original"
@@ -42,6 +44,8 @@ _STANDALONE_NUMBER = re.compile(
     r"|\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
     r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
     r"hundreds?|thousands?|millions?|billions?|dozens?)\b", re.I)
+# A citation's year ("(Shen et al., 2022)", "(Grobid, 2008–2023)") is no value the sentence reports.
+_CITATION = re.compile(r"\([^()]*\b(1[89]|20)\d\d[a-z]?\)|\bet al\.,?\s*\(?(1[89]|20)\d\d[a-z]?\)?")
 # What opens a sentence without being part of it: an enumerator ("(2) We used ...", "ii) ...")
 # or a footnote mark glued to the sentence after it ("5 PDFs are not ..."). Left in, it reads as
 # debris and counts as a number.
@@ -99,6 +103,11 @@ class _Sentence:
     score: float = 0.0
     prose: float = 1.0
     role: int = 1  # summary role: 0 problem, 1 method (or none), 2 result, 3 limitation
+
+
+def _has_number(text: str) -> bool:
+    """Whether the sentence reports a value: a number or a spelled-out count, citations aside."""
+    return bool(_STANDALONE_NUMBER.search(_CITATION.sub(" ", text)))
 
 
 def key_terms(question: str) -> list[str]:
@@ -198,7 +207,7 @@ class ExtractiveAnswerer:
             return ""
         focus = _quantity_focus(question)
         for sent in self._sentences(hits[:3]):
-            if _STANDALONE_NUMBER.search(sent.text) and set(focus) & set(tokenize(sent.text)):
+            if _has_number(sent.text) and set(focus) & set(tokenize(sent.text)):
                 return ""
         return "no passage gives a number for " + " ".join(focus)
 
@@ -259,6 +268,12 @@ class ExtractiveAnswerer:
             ranked = [s for s in ranked if s.score >= RELATIVE_CUTOFF * best.score and (
                 compare or pool[s.hit_no - 1] is pool[best.hit_no - 1]
                 or _same_paper(pool, s, best) or s.score >= OTHER_PAPER_CUTOFF * best.score)]
+        if ranked and cues.asks_quantity(question):
+            # a quantity's answer opens with a sentence that gives one (a sentence without a
+            # number cannot answer "how many"), when one answers nearly as well as the best
+            numbered = next((s for s in ranked if _has_number(s.text)), None)
+            if numbered is not None and numbered.score >= RELATIVE_CUTOFF * ranked[0].score:
+                ranked = [numbered, *(s for s in ranked if s is not numbered)]
         chosen = _distinct(_with_continuation(ranked, self._sentences(pool)), FACT_SENTENCES)
         if not chosen:  # a record with metadata only (title, authors): say what it is
             return self._which(question, hits)
@@ -318,7 +333,7 @@ class ExtractiveAnswerer:
         for n, hit in enumerate(hits, 1):
             ranked = self._ranked(question, [None] * (n - 1) + [hit])
             if wants_number:  # the best sentence that gives a number, when one is close
-                numbered = [s for s in ranked[:4] if _STANDALONE_NUMBER.search(s.text)]
+                numbered = [s for s in ranked[:4] if _has_number(s.text)]
                 ranked = numbered + [s for s in ranked if s not in numbered]
             if not ranked:  # a record with a title and authors only: the title is the evidence
                 named = _Sentence(hit.paper.title, n, -1)
@@ -382,7 +397,7 @@ class ExtractiveAnswerer:
         for s, v in zip(sents, vecs[1:], strict=True):
             s.score = (_dot(v, qv) + 0.6 * coverage(focus[s.hit_no], s.text, self.idf)
                        - 0.03 * (s.hit_no - 1) - 0.5 * max(0.0, CLEAN_PROSE - s.prose))
-            if wants_number and _STANDALONE_NUMBER.search(s.text):
+            if wants_number and _has_number(s.text):
                 s.score += 0.15
             if s.text.endswith("?"):  # a question the paper asks ("RQ2: Can we ...?") answers
                 s.score -= QUESTION_PENALTY  # nothing; its answer follows it

@@ -109,6 +109,12 @@ class NameIndex:
         if ":" in title and 1 <= len(head.split()) <= 2 and len(head) >= 3:
             self.names[head.lower()].add(pid)
             self.heads[_title_key(head)].add(pid)
+        short = _title_acronym(title)
+        chunks = lib.by_paper.get(pid, [])
+        if short and any(f"({short})" in c.text for c in chunks[:ACRONYM_CHUNKS]):
+            # "Dense Passage Retrieval ..." that calls itself "(DPR)": "the DPR paper" is this
+            # one, however many other papers cite DPR
+            self.heads[short.lower()].add(pid)
         text = title + " " + " ".join(c.text for c in lib.by_paper.get(pid, [])[:2])
         people = {t.lower() for a in lib.papers[pid].authors for t in _NAME_TOKEN.findall(a)}
         for tok in _NAME_TOKEN.findall(text):
@@ -160,6 +166,20 @@ class NameIndex:
                     names.append(tok)
                     pids |= ids
         return names, sorted(pids)
+
+
+ACRONYM_CHUNKS = 12  # a paper defines its own acronym in its abstract or introduction
+
+
+def _title_acronym(title: str) -> str:
+    """The initials of a title's opening capitalised words ("Dense Passage Retrieval for ..."
+    -> "DPR"); '' when fewer than two."""
+    initials = ""
+    for word in re.split(r"[\s-]+", title.split(":")[0]):
+        if not word[:1].isupper():
+            break
+        initials += word[0]
+    return initials if len(initials) >= 2 else ""
 
 
 def _is_distinctive(tok: str) -> bool:

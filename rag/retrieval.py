@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from rag import cues
 from rag.embeddings import Embedder, get_embedder
 from rag.lexical import LexicalIndex, refresh_lexical
 from rag.models import Chunk, Hit, Paper
@@ -223,6 +224,7 @@ class Retriever:
         k = k or self.settings.top_k
         lib = self.library
         intent = intent or analyse(question, lib)
+        question = cues.without_library_words(question) or question
         filters = _merge(filters or Filters(), self.default_filters, intent)
         allowed = self._allowed(lib, filters)
         fused = self._fuse(question, lib, allowed)

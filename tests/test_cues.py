@@ -132,3 +132,13 @@ def test_a_definition_is_not_a_quantity() -> None:
 
 def test_a_total_named_further_on_is_not_a_quantity() -> None:
     assert not cues.asks_quantity("what does the total variation prior remove from the scans?")
+
+
+@pytest.mark.parametrize(("question", "searched"), [
+    ("which papers in my library are about coral bleaching?", "which papers are about coral bleaching?"),
+    ("do I have anything on tidal energy", "anything on tidal energy"),
+    ("papers on glaciers across our collection", "papers on glaciers"),
+    ("How do library catalogues rank books?", "How do library catalogues rank books?"),
+])
+def test_the_library_named_as_the_place_is_not_searched_for(question: str, searched: str) -> None:
+    assert cues.without_library_words(question) == searched

@@ -72,6 +72,9 @@ _NUMBERED = re.compile(r"^(?P<num>(?:\d{1,2}|[A-Z])(?:\.\d{1,2}){0,3})\.?\s+(?P<
 _RUN_IN_ABSTRACT = re.compile(r"^(abstract)\s*[.:—–-]\s+(?=\S)", re.IGNORECASE)
 _MINOR = {"OF", "IN", "ON", "TO", "BY", "AN", "AS", "AT", "OR", "FOR", "AND", "THE", "WITH"}
 _SOFT_HYPHEN = re.compile("(?<=[a-z])\ufffe(?=[a-z])")
+# A whole line set at this share of the body size or less is small print (footnotes at 8 or 9
+# points under 10-point body text, captions, table cells); superscripts alone do not make it so.
+SMALL_PRINT = 0.9
 _LITTLE_TEXT = 200  # characters per page below which a PDF is probably a scan with stray text
 
 
@@ -82,8 +85,9 @@ class PdfError(ValueError):
 @dataclass
 class _Line:
     text: str
-    size: float = 0.0
+    size: float = 0.0  # of its first letter (a heading's size)
     bold: bool = False
+    largest: float = 0.0  # the largest of a few letters across it (0: unknown)
 
 
 def parse_pdf(data: bytes, source: str) -> list[Paper]:
@@ -156,11 +160,22 @@ def _page_lines(doc: Any, index: int) -> list[_Line]:
         angles = Counter(round(f[2], 1) for f, (t, _) in zip(facts, lines, strict=True)
                          for _ in range(len(t)))
         main = angles.most_common(1)[0][0] if angles else 0.0
-        return [_Line(t, size, bold) for (t, _), (size, bold, angle) in zip(lines, facts, strict=True)
+        return [_Line(t, size, bold, _largest(tp, start, t))
+                for (t, start), (size, bold, angle) in zip(lines, facts, strict=True)
                 if _angle_gap(angle, main) < 0.2]
     finally:
         tp.close()
         page.close()
+
+
+def _largest(tp: Any, start: int, text: str, samples: int = 5) -> float:
+    """The largest font size among a few letters spread over the line: a body line that opens
+    with a superscript mark is still body text."""
+    inked = [i for i, ch in enumerate(text) if ch.isalnum()]
+    if not inked:
+        return 0.0
+    step = max(1, len(inked) // samples)
+    return max(_size(tp, start + i) for i in inked[::step][:samples + 1])
 
 
 def _first_ink(text: str) -> int:
@@ -289,6 +304,7 @@ def _assemble(pages: list[list[_Line]]) -> tuple[str, list[int], list[Section]]:
     offset = 0
     last_heading: _Line | None = None
     for lines in pages:
+        lines = _small_print_last(lines, body)
         if parts:
             parts.append("\n\n")
             offset += 2
@@ -327,6 +343,21 @@ def _assemble(pages: list[list[_Line]]) -> tuple[str, list[int], list[Section]]:
     if sections and sections[0].start > 0:
         sections.insert(0, Section(0, "Front matter", "front"))
     return text, starts, sections
+
+
+def _small_print_last(lines: list[_Line], body: float) -> list[_Line]:
+    """The page's lines with its small print (footnotes, captions, table cells: whole lines set
+    clearly smaller than the body text) moved after the body text. A two-column page reads its
+    left column's footnotes before the right column, which splits a sentence running across the
+    columns around them ("... uses" [footnote 2] "twelve ... models")."""
+    if body <= 0:
+        return lines
+    def small(x: _Line) -> bool:
+        return 0 < x.largest <= SMALL_PRINT * body
+    main = [x for x in lines if not small(x)]
+    if len(main) == len(lines):
+        return lines
+    return main + [x for x in lines if small(x)]
 
 
 def _continues_heading(head: _Line, line: _Line, text: str, body: float) -> bool:
