@@ -142,3 +142,4 @@ def test_a_total_named_further_on_is_not_a_quantity() -> None:
 ])
 def test_the_library_named_as_the_place_is_not_searched_for(question: str, searched: str) -> None:
     assert cues.without_library_words(question) == searched
+

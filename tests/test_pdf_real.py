@@ -176,3 +176,12 @@ def test_rotated_page_text_is_indexed() -> None:
 def test_broken_xref_is_parsed_as_far_as_possible() -> None:
     p = paper(HOSTILE / "invalid-pdf-structure-pdfminer-one-page.pdf")
     assert p.pages == 2 and "Cybersecurity" in p.title and len(p.text) > 1000
+
+
+def test_footnotes_do_not_split_a_sentence_across_columns() -> None:
+    # PaperMage p.1: the left column ends "... uses", its footnote 2 follows in small print,
+    # and the right column goes on "twelve interdependent sequence labeling models"
+    text = parse_file(REAL / "papermage.pdf")[0].text
+    assert re.search(r"uses\s+twelve interdependent sequence labeling models", text)
+    # the footnote is kept, after the body text of its page
+    assert "PDFs store text as character glyphs" in text

@@ -87,3 +87,11 @@ def test_filters_from_settings(corpus_settings) -> None:
     settings = corpus_settings.model_copy(update={"filter_venue": "NeurIPS", "filter_year": 2020})
     hits = Retriever(settings).search("training deep networks", 5)
     assert hits and all((h.paper.venue, h.paper.year) == ("NeurIPS", 2020) for h in hits)
+
+
+def test_a_title_acronym_the_paper_defines_names_it() -> None:
+    from rag.query import _title_acronym
+
+    assert _title_acronym("Dense Passage Retrieval for Open-Domain Question Answering") == "DPR"
+    assert _title_acronym("Multi-Scale Wave Models: a survey") == "MSWM"
+    assert _title_acronym("on the tides") == ""
