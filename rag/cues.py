@@ -70,6 +70,21 @@ def without_library_words(question: str) -> str:
     return re.sub(r"\s{2,}", " ", LIBRARY_SELF.sub(" ", question)).strip()
 
 
+# "What is X?", "what does X mean?", "define X": X is a term the answer must define.
+DEFINITION = re.compile(
+    r"^\s*(?:what(?:'s|’s| is| are)|define|explain)\s+(?:an?\s+|the\s+)?"
+    r"(?P<a>[\w][\w'-]*(?:\s+[\w][\w'-]*){0,2}?)\s*(?:\?|$|\s+(?:in|for|of|and|when|with)\s)"
+    r"|^\s*what does (?:an?\s+|the\s+)?(?P<b>[\w][\w'-]*(?:\s+[\w][\w'-]*){0,3}?)\s+mean\b",
+    re.I)
+
+
+def defined_term(question: str) -> str:
+    """The term a definition question asks about ("speculative decoding" in "What is
+    speculative decoding in LLM inference?"), or ''."""
+    m = DEFINITION.search(question)
+    return (m.group("a") or m.group("b") or "").strip() if m else ""
+
+
 def asks_quantity(question: str) -> bool:
     return bool(QUANTITY.search(question))
 

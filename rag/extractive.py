@@ -198,6 +198,11 @@ class ExtractiveAnswerer:
             f"{h.paper.title} {' '.join(h.paper.authors)} {h.paper.section or ''} {h.chunk.text}"
             for h in hits))
         quantity = cues.asks_quantity(question) and intent.kind not in ("list", "summary")
+        term = cues.defined_term(question)
+        if term and intent.kind == "fact" and not quantity and not self.library.has_phrase(term):
+            # "What is speculative decoding?": a library that never uses the term cannot define
+            # it, however close its passages on decoding are
+            return f"the library never mentions '{term}'"
         for term in named_terms(question):
             # Absent from the passages: fatal when the library lacks it altogether, or when the
             # question asks for a quantity of it ("what FID ..."); otherwise it is context.
@@ -457,6 +462,14 @@ class _Evidence:
         if len(parts) == 2:  # "Byzantine-resilient SGD": both words, anywhere
             return all(any(self._word(v) for v in _variants(p)) for p in parts)
         return _squash(" ".join(parts)) in self.squashed
+
+    def has_phrase(self, term: str) -> bool:
+        """A term of several words as a phrase (its words in a row), one word as `has` finds it."""
+        parts = term.split()
+        if len(parts) == 1:
+            return self.has(term)
+        key = _squash(term)
+        return key in self.squashed or (key.endswith("s") and key[:-1] in self.squashed)
 
     def _word(self, key: str) -> bool:
         return bool(key) and (key in self.words or (len(key) >= 8 and key in self.squashed))

@@ -143,3 +143,14 @@ def test_a_total_named_further_on_is_not_a_quantity() -> None:
 def test_the_library_named_as_the_place_is_not_searched_for(question: str, searched: str) -> None:
     assert cues.without_library_words(question) == searched
 
+
+
+@pytest.mark.parametrize(("question", "term"), [
+    ("What is tidal resonance in estuaries?", "tidal resonance"),
+    ("what does over-wintering mean for bees?", "over-wintering"),
+    ("define the hive mind hypothesis", "hive mind hypothesis"),
+    ("what's the lowest salinity the reef survives?", ""),  # not a definition
+    ("how do glaciers move?", ""),
+])
+def test_definition_questions_name_their_term(question: str, term: str) -> None:
+    assert cues.defined_term(question) == term
