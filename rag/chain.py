@@ -71,7 +71,7 @@ class Pipeline:
         hits = self.retriever.search(sa.query, k or self.settings.top_k, filters, sa.intent)
         return sa, hits, time.perf_counter() - started
 
-    # --- API the app, CLI and eval share (answering lands in rag.answering) ------------------
+    # --- API the app, CLI and eval share -------------------------------------------------------
     def papers(self) -> list[Paper]:
         """Every paper in the library, in source order."""
         return sorted(self.retriever.library.papers.values(), key=lambda p: (p.source, p.title))
@@ -83,6 +83,12 @@ class Pipeline:
                          store=self.retriever.store).index(list(paths), progress, papers_progress)
         self.retriever.reload()
         return report
+
+    def warm_up(self) -> None:
+        """Load the embedder, the library and the extractive reader before the first question
+        (the app does this at start, so no user waits for it)."""
+        self.retrieve("warm up the retriever")
+        _ = self.extractor
 
     # --- answering -------------------------------------------------------------------------------
     def backends(self) -> list[str]:
@@ -126,8 +132,13 @@ class Pipeline:
         base = Answer(question=question, text="", sources=hits, backend=backend,
                       standalone_question=sa.query if sa.carried else None,
                       timings={"retrieve_s": round(retrieve_s, 4)})
-        extract = self.extractor.answer(sa.query if sa.carried else question, sa.intent, hits,
-                                        follow_up=question if sa.carried else None)
+        asked = sa.query if sa.carried else question
+        if sa.intent.kind == "summary" and hits:  # built below from all the paper's passages
+            declined, _ = self.extractor.declines(asked, sa.intent, hits)
+            extract = declined or Extract("", False)
+        else:
+            extract = self.extractor.answer(asked, sa.intent, hits,
+                                            follow_up=question if sa.carried else None)
         if extract.abstained:
             # Name the closest papers only when they are close to the question (relevance gate).
             close = extract.relevance is None or extract.relevance.close

@@ -58,6 +58,11 @@ FACT_SENTENCES = 4
 # - a summary is one short paragraph: problem, method, result and a limitation, with room for a
 #   second method or result sentence; that reads in under a minute;
 SUMMARY_SENTENCES = 6
+# - its sentences are chosen among at most this many: an abstract, a conclusion and the opening
+#   of an introduction hold about that many, each a problem, method or result statement;
+#   a long paper's whole overview (280 sentences for a 14-page paper) takes seconds to embed on
+#   two cores and adds sentences about details, not the gist;
+SUMMARY_CANDIDATES = 40
 # - a table cell is one sentence, cut at a reading span of about 35 words so every row of a
 #   table stays a few lines high in a chat column;
 CELL_WORDS = 35
@@ -73,6 +78,11 @@ LIST_CUTOFF = 0.35
 # debris (ordinary sentences score >= 0.8; numbers-heavy results sentences 0.6-0.8).
 MIN_PROSE = 0.5
 CLEAN_PROSE = 0.8  # from here down a sentence is part debris and ranks lower
+# A sentence is embedded for scoring up to this many words. Sentences are embedded in one batch,
+# padded to the longest, so one run-on "sentence" (a table read as text, 200+ word pieces) made
+# scoring 60 sentences 12x slower (2.3 s against 0.18 s); a sentence's first 40 words (about
+# three lines of a column) say what it is about.
+EMBED_WORDS = 40
 # A sentence that is itself a question ranks this much lower as an answer.
 QUESTION_PENALTY = 0.2
 # Two papers whose retrieval scores differ by less than this share match the question equally.
@@ -103,6 +113,12 @@ class _Sentence:
     score: float = 0.0
     prose: float = 1.0
     role: int = 1  # summary role: 0 problem, 1 method (or none), 2 result, 3 limitation
+
+
+def _head(sentence: str) -> str:
+    """What of a sentence is embedded to score it: its first EMBED_WORDS words."""
+    words = sentence.split()
+    return sentence if len(words) <= EMBED_WORDS else " ".join(words[:EMBED_WORDS])
 
 
 def _has_number(text: str) -> bool:
@@ -155,17 +171,26 @@ class ExtractiveAnswerer:
                follow_up: str | None = None) -> Extract:
         """Answer `question` (a standalone one); `follow_up` is the user's own words when the
         question was completed from the conversation: its form decides the kind of answer."""
-        if not hits:
-            return Extract("", True, reason="no passages")
-        relevance = self.gate.check(question, intent, hits)
-        if not relevance.relevant:
-            return Extract("", True, reason=relevance.reason, relevance=relevance)
-        missing = self.unsupported(question, intent, hits)
-        if missing:
-            return Extract("", True, reason=missing, relevance=relevance)
+        declined, relevance = self.declines(question, intent, hits)
+        if declined is not None:
+            return declined
         extract = self._answer(question, intent, hits, follow_up)
         extract.relevance = relevance
         return extract
+
+    def declines(self, question: str, intent: QueryIntent, hits: Sequence[Hit]
+                 ) -> tuple[Extract | None, Relevance | None]:
+        """The abstention `answer` would give (or None), and what the relevance gate measured:
+        for a caller that builds the answer itself (a summary from all of a paper's passages)."""
+        if not hits:
+            return Extract("", True, reason="no passages"), None
+        relevance = self.gate.check(question, intent, hits)
+        if not relevance.relevant:
+            return Extract("", True, reason=relevance.reason, relevance=relevance), relevance
+        missing = self.unsupported(question, intent, hits)
+        if missing:
+            return Extract("", True, reason=missing, relevance=relevance), relevance
+        return None, relevance
 
     def _answer(self, question: str, intent: QueryIntent, hits: Sequence[Hit],
                 follow_up: str | None) -> Extract:
@@ -231,7 +256,8 @@ class ExtractiveAnswerer:
             sents = self._sentences(passages)
         if not sents:
             return Extract("", True, reason="paper has no text")
-        vecs = self.embedder.embed([s.text for s in sents])
+        sents = _candidates(sents, passages)
+        vecs = self.embedder.embed([_head(s.text) for s in sents])
         centroid = [sum(col) / len(vecs) for col in zip(*vecs, strict=True)]
         qv = self.embedder.embed([question])[0] if question else centroid
         for s, v in zip(sents, vecs, strict=True):
@@ -396,7 +422,7 @@ class ExtractiveAnswerer:
         if not sents:
             return []
         focus = {n: self._focus(question, h) for n, h in enumerate(hits, 1) if h is not None}
-        vecs = self.embedder.embed([question] + [s.text for s in sents])
+        vecs = self.embedder.embed([question] + [_head(s.text) for s in sents])
         qv = vecs[0]
         wants_number = cues.asks_quantity(question)
         for s, v in zip(sents, vecs[1:], strict=True):
@@ -539,6 +565,28 @@ def _role(text: str) -> int:
     if _PROBLEM.search(text) and not _OWN.search(text):  # the field's state, not this paper's
         return 0
     return 2 if _RESULT.search(text) else 1
+
+
+def _overview_rank(hit: Hit) -> int:
+    """Where a summary looks first: 0 the abstract (or a record's text), 1 the conclusion,
+    discussion or limitations, 2 the introduction and contributions, 3 the rest."""
+    if hit.chunk.section_kind in ("abstract", "front") or not hit.chunk.section:
+        return 0
+    name = hit.chunk.section
+    if re.search(r"\b(conclusions?|discussion|summary|limitations?)\b", name, re.I):
+        return 1
+    return 2 if _OVERVIEW.search(name) else 3
+
+
+def _candidates(sents: list[_Sentence], passages: Sequence[Hit]) -> list[_Sentence]:
+    """Each sentence once (neighbouring chunks overlap), and at most SUMMARY_CANDIDATES of them:
+    the abstract's, then the conclusion's, then the introduction's, each in reading order."""
+    unique = list({s.text: s for s in reversed(sents)}.values())[::-1]
+    if len(unique) <= SUMMARY_CANDIDATES:
+        return unique
+    ranked = sorted(unique, key=lambda s: (_overview_rank(passages[s.hit_no - 1]), s.hit_no,
+                                           s.position))
+    return ranked[:SUMMARY_CANDIDATES]
 
 
 def _overview(passages: Sequence[Hit]) -> list[Hit | None]:

@@ -9,8 +9,10 @@ from rag.settings import Settings
 
 def make_responder(settings: Settings, backend: str | None = None, k: int = 5,
                    retrieval_only: bool = False, pipeline: Pipeline | None = None) -> Responder:
-    """The app's own code path, as a function of (question, history)."""
+    """The app's own code path, as a function of (question, history). Models and the library
+    are loaded first, as the app loads them at start, so latencies are those users see."""
     pipe = pipeline or Pipeline(settings)
+    pipe.warm_up()
 
     def retrieval(question: str, history: list[dict[str, str]]) -> Response:
         _, hits, _ = pipe.retrieve(question, history, k=k)

@@ -164,11 +164,8 @@ class ChatApp:
 
     def warm_up(self) -> None:
         """Load the embedder, the library and the extractive reader before the first question."""
-        try:
-            self.pipeline.retrieve("warm up the retriever")
-            _ = self.pipeline.extractor
-        except Exception:  # a cold start is only slower
-            pass
+        with suppress(Exception):  # a cold start is only slower
+            self.pipeline.warm_up()
 
     # -- library ------------------------------------------------------------------------------
     def papers(self) -> list[Paper]:
