@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from rag.query import QueryIntent, analyse
 
 if TYPE_CHECKING:
-    from rag.retrieval import Library
+    from rag.library import Library
 
 Turn = dict[str, str]  # {"role": "user" | "assistant", "content": str}, Gradio's messages format
 

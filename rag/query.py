@@ -16,7 +16,7 @@ from rag import cues
 from rag.lexical import fold
 
 if TYPE_CHECKING:
-    from rag.retrieval import Library
+    from rag.library import Library
 
 # A quote opens after white space (or at the start) and closes before punctuation/space, so the
 # apostrophes of "model's" or "don't" never pair up.

@@ -20,12 +20,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from rag import cues
 from rag.embeddings import Embedder, get_embedder
-from rag.lexical import LexicalIndex, refresh_lexical
-from rag.models import Chunk, Hit, Paper
+from rag.library import Library, join_overlapping
+from rag.models import Hit, Paper
 from rag.query import QueryIntent, analyse
 from rag.settings import Settings
 from rag.store import ChunkStore
@@ -69,51 +69,6 @@ class Filters:
 def _has_author(paper: Paper, name: str) -> bool:
     needle = name.lower()
     return any(needle in a.lower() for a in paper.authors)
-
-
-@dataclass
-class Library:
-    """An in-memory view of the store: every chunk, grouped by paper, plus the BM25 index."""
-
-    chunks: dict[str, Chunk]
-    by_paper: dict[str, list[Chunk]]
-    papers: dict[str, Paper]
-    lexical: LexicalIndex
-    fingerprint: str
-    loaded_at: float = field(default_factory=time.monotonic)
-    sources_with_papers: dict[str, bool] = field(default_factory=dict)
-    store: ChunkStore | None = None  # the store it was read from, searched with it
-
-    @classmethod
-    def load(cls, store: ChunkStore, settings: Settings) -> Library:
-        lexical = refresh_lexical(store, settings)
-        chunks = {c.id: c for c in store.chunks()}
-        by_paper: dict[str, list[Chunk]] = defaultdict(list)
-        for c in chunks.values():
-            by_paper[c.paper.id].append(c)
-        for cs in by_paper.values():
-            cs.sort(key=lambda c: c.index)
-        papers = {pid: cs[0].paper for pid, cs in by_paper.items()}
-        with_papers = {p.source: True for p in papers.values() if p.kind != "document"}
-        return cls(chunks, dict(by_paper), papers, lexical, lexical.fingerprint,
-                   sources_with_papers=with_papers, store=store)
-
-    def paper_text(self, paper_id: str) -> str:
-        """The paper's text rebuilt from its chunks, overlaps removed."""
-        out = ""
-        for c in self.by_paper.get(paper_id, []):
-            out = _join_overlapping(out, c.text)
-        return out
-
-
-def _join_overlapping(left: str, right: str) -> str:
-    """Append `right` to `left`, dropping the longest prefix of `right` that ends `left`."""
-    if not left:
-        return right
-    for size in range(min(len(left), len(right)), 0, -1):
-        if left.endswith(right[:size]):
-            return left + right[size:]
-    return left + "\n" + right
 
 
 class Retriever:
@@ -335,7 +290,7 @@ class Retriever:
                 c = pos.get(idx)
                 if c is None or c.section != best.section or not c.is_evidence:
                     continue
-                cand = _join_overlapping(c.text, text) if before else _join_overlapping(text, c.text)
+                cand = join_overlapping(c.text, text) if before else join_overlapping(text, c.text)
                 if len(cand.split()) <= PASSAGE_WORDS:
                     text, grown = cand, True
                     lo, hi = (idx, hi) if before else (lo, idx)
