@@ -114,16 +114,33 @@ class Pipeline:
                       backend: str | None = None) -> Iterator[Answer]:
         """Progressively longer Answers; the last one is final (verified, citations mapped).
 
-        Runs the LCEL chain from `rag.langchain_adapters.answer_chain`: condense -> retrieve ->
-        answer, streamed."""
-        from rag.langchain_adapters import answer_chain
-
+        Runs the stages in order: `condense` -> `search` -> `respond` (streamed).
+        `rag.langchain_adapters.answer_chain` composes the same three stages in LCEL."""
         # A question past this length is a pasted document, not a question: the embedder reads
         # 256 word pieces at most, and lexical and sentence scoring grow with its terms.
         question = question[:MAX_QUESTION_CHARS]
         inputs = {"question": question, "history": list(history), "filters": filters, "k": k,
                   "backend": backend, "started": time.perf_counter()}
-        yield from answer_chain(self).stream(inputs)
+        yield from self.respond(self.search(self.condense(inputs)))
+
+    # --- the stages of `answer_stream` (also the steps of the LCEL chain) ----------------------
+    def condense(self, x: dict[str, Any]) -> dict[str, Any]:
+        """The follow-up made standalone (`rag.conversation.standalone`)."""
+        lib = self.retriever.library
+        return {**x, "standalone": standalone(x["question"], x.get("history") or [], lib)}
+
+    def search(self, x: dict[str, Any]) -> dict[str, Any]:
+        """The passages for the standalone question, and how long finding them took."""
+        began = time.perf_counter()
+        sa = x["standalone"]
+        hits = self.retriever.search(sa.query, x.get("k") or self.settings.top_k,
+                                     x.get("filters"), sa.intent)
+        return {**x, "hits": hits, "retrieve_s": time.perf_counter() - began}
+
+    def respond(self, x: dict[str, Any]) -> Iterator[Answer]:
+        """The answer to a searched question, streamed (`answer_from`)."""
+        yield from self.answer_from(x["question"], x["standalone"], x["hits"], x.get("backend"),
+                                    x.get("started") or time.perf_counter(), x["retrieve_s"])
 
     def answer_from(self, question: str, sa: Standalone, hits: list[Hit], backend: str | None,
                     started: float, retrieve_s: float = 0.0) -> Iterator[Answer]:

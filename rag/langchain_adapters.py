@@ -7,7 +7,6 @@ pipeline's functions, and `Hit`s become `Document`s with their citation metadata
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,6 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 from pydantic import ConfigDict, PrivateAttr
 
-from rag.conversation import standalone
 from rag.models import Answer, Hit
 from rag.retrieval import Filters, Retriever
 from rag.settings import Settings, get_settings
@@ -67,27 +65,16 @@ class PaperRetriever(BaseRetriever):
 def answer_chain(pipeline: Pipeline) -> Runnable[dict[str, Any], Answer]:
     """The answering chain in LCEL: condense the follow-up, retrieve, answer (streamed).
 
+    Its steps are the pipeline's own stages (`Pipeline.condense`, `.search`, `.respond`), the
+    ones `Pipeline.answer_stream` runs, so it answers exactly as the pipeline does.
     Input: {"question", "history", "filters", "k", "backend", "started"}; `.stream()` yields
     progressively longer `Answer`s, the last one verified and final."""
 
-    def condense(x: dict[str, Any]) -> dict[str, Any]:
-        lib = pipeline.retriever.library
-        return {**x, "standalone": standalone(x["question"], x.get("history") or [], lib)}
-
-    def retrieve(x: dict[str, Any]) -> dict[str, Any]:
-        began = time.perf_counter()
-        sa = x["standalone"]
-        hits = pipeline.retriever.search(sa.query, x.get("k") or pipeline.settings.top_k,
-                                         x.get("filters"), sa.intent)
-        return {**x, "hits": hits, "retrieve_s": time.perf_counter() - began}
-
     def answer(stream: Iterator[dict[str, Any]]) -> Iterator[Answer]:
         for x in stream:  # one input dict arrives whole from the lambdas before
-            yield from pipeline.answer_from(x["question"], x["standalone"], x["hits"],
-                                            x.get("backend"), x.get("started") or time.perf_counter(),
-                                            x["retrieve_s"])
+            yield from pipeline.respond(x)
 
-    chain = (RunnableLambda(condense).with_config(run_name="condense")
-             | RunnableLambda(retrieve).with_config(run_name="retrieve")
+    chain = (RunnableLambda(pipeline.condense).with_config(run_name="condense")
+             | RunnableLambda(pipeline.search).with_config(run_name="retrieve")
              | RunnableGenerator(answer).with_config(run_name="answer"))
     return chain
