@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,22 @@ def _unrepeated(checks: list[SentenceCheck], earlier: Sequence[str] = ()) -> lis
 
 
 MAX_QUESTION_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Request:
+    """A question on its way through the stages of `Pipeline.answer_stream`: what the caller
+    asked, then what each stage added (`condense` the standalone question, `search` the hits)."""
+
+    question: str
+    history: Sequence[Turn] = ()
+    filters: Filters | None = None
+    k: int | None = None
+    backend: str | None = None
+    started: float = field(default_factory=time.perf_counter)  # the clock of ttft_s and total_s
+    standalone: Standalone | None = None
+    hits: list[Hit] = field(default_factory=list)
+    retrieve_s: float = 0.0
 
 
 class Pipeline:
@@ -119,28 +135,29 @@ class Pipeline:
         # A question past this length is a pasted document, not a question: the embedder reads
         # 256 word pieces at most, and lexical and sentence scoring grow with its terms.
         question = question[:MAX_QUESTION_CHARS]
-        inputs = {"question": question, "history": list(history), "filters": filters, "k": k,
-                  "backend": backend, "started": time.perf_counter()}
-        yield from self.respond(self.search(self.condense(inputs)))
+        request = Request(question, list(history), filters, k, backend)
+        yield from self.respond(self.search(self.condense(request)))
 
     # --- the stages of `answer_stream` (also the steps of the LCEL chain) ----------------------
-    def condense(self, x: dict[str, Any]) -> dict[str, Any]:
+    def condense(self, request: Request) -> Request:
         """The follow-up made standalone (`rag.conversation.standalone`)."""
         lib = self.retriever.library
-        return {**x, "standalone": standalone(x["question"], x.get("history") or [], lib)}
+        return replace(request, standalone=standalone(request.question, request.history, lib))
 
-    def search(self, x: dict[str, Any]) -> dict[str, Any]:
+    def search(self, request: Request) -> Request:
         """The passages for the standalone question, and how long finding them took."""
         began = time.perf_counter()
-        sa = x["standalone"]
-        hits = self.retriever.search(sa.query, x.get("k") or self.settings.top_k,
-                                     x.get("filters"), sa.intent)
-        return {**x, "hits": hits, "retrieve_s": time.perf_counter() - began}
+        sa = request.standalone
+        assert sa is not None, "search runs after condense"
+        hits = self.retriever.search(sa.query, request.k or self.settings.top_k, request.filters,
+                                     sa.intent)
+        return replace(request, hits=hits, retrieve_s=time.perf_counter() - began)
 
-    def respond(self, x: dict[str, Any]) -> Iterator[Answer]:
+    def respond(self, request: Request) -> Iterator[Answer]:
         """The answer to a searched question, streamed (`answer_from`)."""
-        yield from self.answer_from(x["question"], x["standalone"], x["hits"], x.get("backend"),
-                                    x.get("started") or time.perf_counter(), x["retrieve_s"])
+        assert request.standalone is not None, "respond runs after condense and search"
+        yield from self.answer_from(request.question, request.standalone, request.hits,
+                                    request.backend, request.started, request.retrieve_s)
 
     def answer_from(self, question: str, sa: Standalone, hits: list[Hit], backend: str | None,
                     started: float, retrieve_s: float = 0.0) -> Iterator[Answer]:

@@ -21,7 +21,7 @@ from rag.retrieval import Filters, Retriever
 from rag.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from rag.chain import Pipeline
+    from rag.chain import Pipeline, Request
 
 
 def hit_to_document(hit: Hit) -> Document:
@@ -62,17 +62,17 @@ class PaperRetriever(BaseRetriever):
         return [hit_to_document(h) for h in self._retriever().search(query, k, filters)]
 
 
-def answer_chain(pipeline: Pipeline) -> Runnable[dict[str, Any], Answer]:
+def answer_chain(pipeline: Pipeline) -> Runnable[Request, Answer]:
     """The answering chain in LCEL: condense the follow-up, retrieve, answer (streamed).
 
     Its steps are the pipeline's own stages (`Pipeline.condense`, `.search`, `.respond`), the
     ones `Pipeline.answer_stream` runs, so it answers exactly as the pipeline does.
-    Input: {"question", "history", "filters", "k", "backend", "started"}; `.stream()` yields
-    progressively longer `Answer`s, the last one verified and final."""
+    Input: a `rag.chain.Request`; `.stream()` yields progressively longer `Answer`s, the last
+    one verified and final."""
 
-    def answer(stream: Iterator[dict[str, Any]]) -> Iterator[Answer]:
-        for x in stream:  # one input dict arrives whole from the lambdas before
-            yield from pipeline.respond(x)
+    def answer(stream: Iterator[Request]) -> Iterator[Answer]:
+        for request in stream:  # one request arrives whole from the lambdas before
+            yield from pipeline.respond(request)
 
     chain = (RunnableLambda(pipeline.condense).with_config(run_name="condense")
              | RunnableLambda(pipeline.search).with_config(run_name="retrieve")

@@ -3,11 +3,10 @@ LCEL answering chain, which must answer as `Pipeline` does."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
+from rag.chain import Request
 from rag.langchain_adapters import PaperRetriever, answer_chain
 
 
@@ -47,9 +46,7 @@ def test_lcel_chain_answers_as_the_pipeline_does(pipeline) -> None:
     history = [{"role": "user", "content": "What's DeBERTa?"},
                {"role": "assistant", "content": "A model."}]
     question = "how did the single model do on SuperGLUE compared with the human baseline?"
-    steps = list(answer_chain(pipeline).stream({"question": question, "history": history,
-                                                "filters": None, "k": None, "backend": None,
-                                                "started": time.perf_counter()}))
+    steps = list(answer_chain(pipeline).stream(Request(question, history)))
     direct = pipeline.answer(question, history)
     assert len(steps) >= 2, "the chain streams: several partial answers, then the final one"
     final = steps[-1]
