@@ -20,7 +20,7 @@ from rag.conversation import Standalone, Turn, standalone
 from rag.errors import ConfigError, LLMUnavailableError
 from rag.extractive import IDF, Extract, ExtractiveAnswerer
 from rag.indexing import Indexer, IndexReport, PaperProgress, Progress
-from rag.llms import get_llm, llm_names
+from rag.llms import get_llm, is_extractive, llm_names
 from rag.models import Answer, Hit, Paper, SentenceCheck
 from rag.prompting import build_evidence_prompt
 from rag.retrieval import Filters, Retriever
@@ -108,7 +108,7 @@ class Pipeline:
 
     # --- answering -------------------------------------------------------------------------------
     def backends(self) -> list[str]:
-        return ["extractive", *llm_names()]
+        return llm_names()
 
     @property
     def extractor(self) -> ExtractiveAnswerer:
@@ -181,7 +181,7 @@ class Pipeline:
         if sa.intent.kind == "summary" and hits:
             yield from self._summary(base, hits, sa.intent.paper_ids, started)
             return
-        if backend == "extractive" or sa.intent.kind == "list":
+        if is_extractive(backend) or sa.intent.kind == "list":
             yield from self._stream_extractive(base, extract, started)
             return
         yield from self._stream_llm(base, sa.query if sa.carried else question, extract, backend,
@@ -200,7 +200,7 @@ class Pipeline:
         backend = backend or self.settings.llm_backend
         base = Answer(question=f"Summarise {paper.title}", text="", sources=hits,
                       backend=backend, notes=[f"read {len(chunks)} of {len(chunks)} passages"])
-        if backend == "extractive":
+        if is_extractive(backend):
             yield from self._stream_extractive(base, extract, started)
         else:
             yield from self._stream_llm(base, base.question, extract, backend, started)
@@ -223,7 +223,7 @@ class Pipeline:
         extract.evidence = [(base.sources.index(own[n - 1]) + 1, text)
                             for n, text in extract.evidence]
         base.notes.append(f"read {len(chunks)} of {len(chunks)} passages of this paper")
-        if base.backend == "extractive":
+        if is_extractive(base.backend):
             yield from self._stream_extractive(base, extract, started)
             return
         # Map-reduce: the central sentences of every passage (map, above) are what the model

@@ -21,6 +21,8 @@ from rag.llms import (
     OpenAICompatLLM,
     gemma_model_path,
     get_llm,
+    is_extractive,
+    llm_names,
     smollm2_model_path,
 )
 from rag.llms.llamacpp import completion_prompt
@@ -59,6 +61,14 @@ def test_unknown_backend_lists_the_known_ones(tmp_path: Path) -> None:
         get_llm("nope", Settings(data_dir=tmp_path))
     for name in ("'nope'", "llamacpp", "openai", "extractive", "RAG_LLM_BACKEND"):
         assert name in str(err.value)
+
+
+def test_extractive_registers_like_the_llms_without_a_model(tmp_path: Path) -> None:
+    assert llm_names() == ["extractive", "llamacpp", "openai"]
+    assert is_extractive("extractive") and not is_extractive("openai")
+    assert not is_extractive("nope"), "an unknown name must reach get_llm, which names the known ones"
+    with pytest.raises(ConfigError, match="no model to load"):
+        get_llm("extractive", Settings(data_dir=tmp_path))
 
 
 def test_get_llm_shares_one_instance_per_settings(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
-"""The LLM backend Protocol and the registry that picks one by name.
+"""The LLM backend Protocol and the registry of answering backends, picked by name.
 
 A backend streams text for a list of chat messages and counts tokens the way its model does, so
 the prompt builder can fit sources into the context window. Backends load lazily and register
-themselves in `rag/llms/__init__.py`. The `extractive` answerer is not an LLM and lives in
-`rag.extractive`; this module knows nothing about retrieval or citations.
+themselves in `rag/llms/__init__.py`, "extractive" among them: it registers without a model
+(its answers are the sources' own sentences, built by `rag.extractive`), so the pipeline lists
+and picks backends by name with no special case. This module knows nothing about retrieval or
+citations.
 """
 
 from __future__ import annotations
@@ -44,26 +46,39 @@ class LLM(Protocol):
 
 
 LLMFactory = Callable[[Settings], LLM]
-_REGISTRY: dict[str, LLMFactory] = {}
+# A backend registered with no factory answers without a model: the pipeline shows the
+# extractive answer it computes for every question anyway (rag.extractive).
+_REGISTRY: dict[str, LLMFactory | None] = {}
 _INSTANCES: dict[tuple[str, str], LLM] = {}
 
 
-def register_llm(name: str, factory: LLMFactory) -> None:
+def register_llm(name: str, factory: LLMFactory | None) -> None:
+    """Make `name` an answering backend: `factory` builds its model; None, it has none."""
     _REGISTRY[name] = factory
 
 
 def llm_names() -> list[str]:
+    """Every answering backend, extractive ones included."""
     return sorted(_REGISTRY)
+
+
+def is_extractive(name: str) -> bool:
+    """A registered backend without a model; unknown names are not (`get_llm` reports them)."""
+    return name in _REGISTRY and _REGISTRY[name] is None
 
 
 def get_llm(name: str, settings: Settings) -> LLM:
     """One instance per backend and settings: local models are loaded once per process."""
     if name not in _REGISTRY:
         raise ConfigError(
-            f"unknown LLM backend '{name}'; choose one of {[*llm_names(), 'extractive']} "
+            f"unknown LLM backend '{name}'; choose one of {llm_names()} "
             "(RAG_LLM_BACKEND or --backend)"
         )
+    factory = _REGISTRY[name]
+    if factory is None:
+        raise ConfigError(f"the '{name}' backend answers with the sources' own sentences; "
+                          "it has no model to load")
     key = (name, settings.model_dump_json())
     if key not in _INSTANCES:
-        _INSTANCES[key] = _REGISTRY[name](settings)
+        _INSTANCES[key] = factory(settings)
     return _INSTANCES[key]
