@@ -12,9 +12,10 @@ How it is fast (measured in `bench/index_speed.py`, numbers in BENCHMARKS.md): a
 parses and chunks files into a bounded queue while the calling thread embeds, so the encoder
 rarely waits; files are taken in groups of about `_GROUP_CHUNKS` chunks, so one store lookup,
 one embedding call (texts sorted by length, which saves padding) and one write serve many
-files. There is no process pool for parsing: on 2 cores the encoder (2 torch threads) already
-keeps both busy, so a pool could at best hide the parsing share of the CPU time, which the
-parser thread overlaps already (the share is in BENCHMARKS.md; not measured with a pool).
+files. A PDF is read in one reused child process (`rag.parsers.sandbox`), for its bounds
+(memory, CPU, time: a hostile file is skipped, not fatal), not for speed: on 2 cores the encoder
+(2 torch threads) already keeps both busy, and the parser thread overlaps the parsing share
+(BENCHMARKS.md); the child costs about nothing per file on the real papers (RELIABILITY.md).
 
 Guarantees: a file's new chunks are written in the same upsert as the rest of its group, after
 all of them are embedded, so a file is stored whole or not at all (only a file with more chunks
@@ -39,7 +40,7 @@ from rag.embeddings import Embedder, get_embedder
 from rag.errors import DocumentError, StoreError
 from rag.lexical import refresh_lexical
 from rag.models import Chunk, Paper
-from rag.parsers import SUPPORTED_SUFFIXES, parse_file
+from rag.parsers import SUPPORTED_SUFFIXES, ParseLimits, parse_file
 from rag.settings import PROJECT_ROOT, Settings
 from rag.store import ChunkStore, chunk_metadata, write_lock
 
@@ -229,7 +230,8 @@ class Indexer:
     def _prepare(self, path: Path, size: int) -> _Parsed:
         """Parse and chunk one file (in the parser thread)."""
         try:
-            papers = parse_file(path, max_bytes=int(self.settings.max_file_mb * 1024 * 1024))
+            papers = parse_file(path, max_bytes=int(self.settings.max_file_mb * 1024 * 1024),
+                                limits=parse_limits(self.settings))
         except DocumentError as exc:
             return _Parsed(path, size, error=exc.reason)
         chunks = self.chunker.chunk_papers(papers, _key(path)) if papers else []
@@ -290,6 +292,12 @@ class Indexer:
             self.store.delete(ids)
             removed += len(ids)
         return removed
+
+
+def parse_limits(settings: Settings) -> ParseLimits:
+    """The bounds a PDF is read under (RAG_PARSE_TIMEOUT_S, RAG_PARSE_CPU_S,
+    RAG_PARSE_MEMORY_MB)."""
+    return ParseLimits(settings.parse_timeout_s, settings.parse_cpu_s, settings.parse_memory_mb)
 
 
 def _key(path: Path) -> str:

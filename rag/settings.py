@@ -40,6 +40,21 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(
         50.0, gt=0, description="Files larger than this (MiB) are skipped with a message."
     )
+    parse_timeout_s: float = Field(
+        60.0, gt=0,
+        description="Wall-clock seconds one PDF may take to read (in a child process); a file "
+        "that takes longer is skipped with a message.",
+    )
+    parse_cpu_s: float = Field(
+        120.0, gt=0,
+        description="CPU seconds one PDF may use to read (RLIMIT_CPU of the child process); "
+        "over it the file is skipped.",
+    )
+    parse_memory_mb: int = Field(
+        1024, ge=256,
+        description="Address space (MiB) of the child process that reads PDFs (RLIMIT_AS); a "
+        "file that needs more (a decompression bomb) is skipped.",
+    )
 
     # --- embeddings and chunking (these shape the index) ---------------------------------------
     embedding_model: str = Field(

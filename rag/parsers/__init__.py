@@ -30,9 +30,10 @@ from rag.parsers import (
     text,
 )
 
-__all__ = ["FORMATS", "PARSER_VERSION", "SUPPORTED_SUFFIXES", "detect_format", "parse_file",
-           "parse_text"]
+__all__ = ["FORMATS", "PARSER_VERSION", "SUPPORTED_SUFFIXES", "ParseLimits", "detect_format",
+           "parse_file", "parse_text"]
 
+from rag.parsers.sandbox import ParseLimits, parse_pdf_bounded
 from rag.parsers.version import PARSER_VERSION
 
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".text", ".pdf")
@@ -45,11 +46,17 @@ _SNIFF = 8192
 _MAX_CONTROL_SHARE = 0.01
 
 
-def parse_file(path: Path, *, max_bytes: int | None = None) -> list[Paper]:
-    """The papers in one file; raises DocumentError (with the file's path) when it is unusable."""
+def parse_file(path: Path, *, max_bytes: int | None = None,
+               limits: ParseLimits | None = None) -> list[Paper]:
+    """The papers in one file; raises DocumentError (with the file's path) when it is unusable.
+
+    With `limits`, a PDF is read in a child process under those bounds (`rag.parsers.sandbox`;
+    the indexer always passes them); without, in this process (for files the caller trusts)."""
     path = Path(path)
     data = _read(path, max_bytes)
     if pdf.MAGIC in data[:1024] or path.suffix.lower() == ".pdf":
+        if limits is not None:
+            return parse_pdf_bounded(data, path.name, str(path), limits)
         return _parse_pdf(path, data)
     papers = parse_text(_decode(path, data), path.name)
     if not papers:
