@@ -50,9 +50,9 @@ from typing import Any
 
 import common
 
-from rag.chunking import sentence_spans
 from rag.evaluation import load_jsonl
 from rag.settings import Settings
+from rag.text import sentence_spans
 
 SECTIONS = ("Introduction", "Related Work", "Background", "Method", "Model", "Training",
             "Experimental Setup", "Results", "Ablations", "Analysis", "Limitations",

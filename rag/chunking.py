@@ -13,40 +13,14 @@ This module does not embed or store anything.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 
 from rag.embeddings import Embedder
 from rag.models import Chunk, Paper, Section, stable_id
+from rag.text import sentence_spans
 
-# A sentence ends at . ! ? (optionally closed by a quote/bracket) followed by white space, or at a
-# blank line. Abbreviations occasionally split early; that only makes a chunk boundary finer.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\[(\"'*#-])|\n\s*\n")
-_ABBREVIATION = re.compile(r"\b(vs|e\.g|i\.e|et al|cf|Fig|Figs|Eq|Eqs|Sec|No|approx|resp|etc|"
-                           r"Dr|Mr|Ms|Prof|[A-Z])\.$")
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 _MEASURE_CHARS = 240  # no slice this long makes more word pieces than MiniLM's 256
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) character spans of the sentences of `text`, white space trimmed."""
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(text):
-        if _ABBREVIATION.search(text, max(0, match.start() - 8), match.start()) and "\n\n" not in match.group(0):
-            continue  # "90.2% vs. 91.1%", "et al. (2019)": not a sentence end
-        spans.append((start, match.start()))
-        start = match.end()
-    spans.append((start, len(text)))
-    out = []
-    for a, b in spans:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if b > a:
-            out.append((a, b))
-    return out
 
 
 class Chunker:

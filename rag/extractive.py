@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag import cues
-from rag.chunking import sentence_spans
 from rag.embeddings import Embedder
-from rag.lexical import fold, tokenize
+from rag.lexical import tokenize
 from rag.models import Hit, Paper
 from rag.query import QueryIntent, named_terms
 from rag.relevance import Relevance, RelevanceGate
+from rag.text import fold, sentence_spans
 from rag.textquality import prose_score
 
 # Words that shape a question but say nothing about its subject (stemmed like the index).

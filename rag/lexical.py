@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -20,27 +19,15 @@ from typing import Any
 from rag.models import Chunk
 from rag.settings import Settings
 from rag.store import ChunkStore
+from rag.text import STOP_WORDS, fold
 
 _POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.\-'][a-z0-9]+)*")
-# A small English stop list: BM25's IDF already discounts common words, this just keeps
-# question scaffolding ("which paper ... the ...") from matching everything.
-_STOP = frozenset(
-    ["a", "an", "the", "and", "or", "of", "in", "on", "for", "to", "with", "by", "from", "at", "as", "is", "are", "was", "were", "be", "been", "being", "this", "that", "these", "those", "it", "its", "into", "than", "then", "there", "their", "they", "them", "which", "what", "who", "whom", "whose", "how", "why", "when", "where", "does", "do", "did", "done", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "not", "no", "yes", "paper", "papers", "about", "any", "some", "such", "also", "we", "our", "you", "your", "i", "me", "my", "he", "she", "his", "her", "has", "have", "had", "between", "over", "under", "more", "most", "other", "only", "same", "so", "too", "very", "s", "t", "just"]
-)
-
-
 @lru_cache(maxsize=1)
 def _stemmer() -> Any:
     import Stemmer  # PyStemmer: Snowball stemmers in C
 
     return Stemmer.Stemmer("english")
-
-
-def fold(text: str) -> str:
-    """Lower-case and strip accents so 'Hölder' matches 'Holder'."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def tokenize(text: str) -> list[str]:
@@ -50,7 +37,7 @@ def tokenize(text: str) -> list[str]:
         words.append(tok)
         if "-" in tok or "." in tok:
             words.extend(p for p in re.split(r"[.\-']", tok) if p)
-    kept = [w for w in words if w not in _STOP]
+    kept = [w for w in words if w not in STOP_WORDS]
     return list(_stemmer().stemWords(kept))
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rag import cues
-from rag.lexical import fold
+from rag.text import fold
 
 if TYPE_CHECKING:
     from rag.library import Library

@@ -34,9 +34,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from rag.embeddings import Embedder
-from rag.lexical import fold, tokenize
+from rag.lexical import tokenize
 from rag.models import Hit
 from rag.query import QueryIntent
+from rag.text import fold
 
 # Calibrated on tests/stub_data/gate_calibration.jsonl (35 on-topic questions about the shipped
 # corpus in new phrasings, 35 off-topic ones) and the dev set's on-topic questions, with

@@ -52,8 +52,9 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from rag.lexical import fold, tokenize
+from rag.lexical import tokenize
 from rag.models import SentenceCheck
+from rag.text import fold
 
 if TYPE_CHECKING:
     from rag.embeddings import Embedder

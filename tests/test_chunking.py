@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import CORPUS
 
-from rag.chunking import Chunker, sentence_spans
+from rag.chunking import Chunker
 from rag.models import Paper
+from rag.text import sentence_spans
 
 
 def _paper(text: str, title: str = "A Title", pid: str = "p1", **kw) -> Paper:
