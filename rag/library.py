@@ -7,7 +7,6 @@ question. This module does not search, rank or watch the store for changes.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -26,7 +25,6 @@ class Library:
     papers: dict[str, Paper]
     lexical: LexicalIndex
     fingerprint: str
-    loaded_at: float = field(default_factory=time.monotonic)
     sources_with_papers: dict[str, bool] = field(default_factory=dict)
     store: ChunkStore | None = None  # the store it was read from, searched with it
 
@@ -43,21 +41,3 @@ class Library:
         with_papers = {p.source: True for p in papers.values() if p.kind != "document"}
         return cls(chunks, dict(by_paper), papers, lexical, lexical.fingerprint,
                    sources_with_papers=with_papers, store=store)
-
-    def paper_text(self, paper_id: str) -> str:
-        """The paper's text rebuilt from its chunks, overlaps removed."""
-        out = ""
-        for c in self.by_paper.get(paper_id, []):
-            out = join_overlapping(out, c.text)
-        return out
-
-
-def join_overlapping(left: str, right: str) -> str:
-    """Append `right` to `left`, dropping the longest prefix of `right` that ends `left`
-    (consecutive chunks overlap by a few sentences)."""
-    if not left:
-        return right
-    for size in range(min(len(left), len(right)), 0, -1):
-        if left.endswith(right[:size]):
-            return left + right[size:]
-    return left + "\n" + right

@@ -77,14 +77,6 @@ class Paper:
                 page = i + 1
         return page
 
-    def section_at(self, offset: int) -> Section | None:
-        """The section holding character `offset`, or None when sections are unknown."""
-        found = None
-        for s in self.sections:
-            if s.start <= offset:
-                found = s
-        return found
-
     def to_dict(self, with_text: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
             "id": self.id,

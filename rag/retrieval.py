@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from rag import cues
 from rag.embeddings import Embedder, get_embedder
-from rag.library import Library, join_overlapping
+from rag.library import Library
 from rag.models import Hit, Paper
 from rag.query import QueryIntent, analyse
 from rag.settings import Settings
@@ -290,7 +290,7 @@ class Retriever:
                 c = pos.get(idx)
                 if c is None or c.section != best.section or not c.is_evidence:
                     continue
-                cand = join_overlapping(c.text, text) if before else join_overlapping(text, c.text)
+                cand = _join_overlapping(c.text, text) if before else _join_overlapping(text, c.text)
                 if len(cand.split()) <= PASSAGE_WORDS:
                     text, grown = cand, True
                     lo, hi = (idx, hi) if before else (lo, idx)
@@ -308,3 +308,14 @@ def _merge(filters: Filters, defaults: Filters, intent: QueryIntent) -> Filters:
         author=filters.author or defaults.author,
         source=filters.source or defaults.source,
     )
+
+
+def _join_overlapping(left: str, right: str) -> str:
+    """Append `right` to `left`, dropping the longest prefix of `right` that ends `left`
+    (consecutive chunks overlap by a few sentences)."""
+    if not left:
+        return right
+    for size in range(min(len(left), len(right)), 0, -1):
+        if left.endswith(right[:size]):
+            return left + right[size:]
+    return left + "\n" + right

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -170,5 +169,3 @@ def get_settings() -> Settings:
     """Settings from the environment, read once per process."""
     return Settings()
 
-
-Backend = Literal["extractive", "llamacpp", "openai"]
