@@ -81,11 +81,11 @@ class Pipeline:
 
     def retrieve(self, question: str, history: Sequence[Turn] = (), filters: Filters | None = None,
                  k: int | None = None) -> tuple[Standalone, list[Hit], float]:
-        started = time.perf_counter()
-        lib = self.retriever.library
-        sa = standalone(question, history, lib)
-        hits = self.retriever.search(sa.query, k or self.settings.top_k, filters, sa.intent)
-        return sa, hits, time.perf_counter() - started
+        """The first two stages of `answer_stream` (condense, search): the standalone question,
+        its passages, and the seconds both took."""
+        request = self.search(self.condense(Request(question, history, filters, k)))
+        assert request.standalone is not None
+        return request.standalone, request.hits, time.perf_counter() - request.started
 
     # --- API the app, CLI and eval share -------------------------------------------------------
     def papers(self) -> list[Paper]:
