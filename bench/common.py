@@ -31,6 +31,7 @@ from rag.settings import PROJECT_ROOT, Settings
 
 CORPUS = PROJECT_ROOT / "corpus"
 DEV = PROJECT_ROOT.parent / "shared" / "eval" / "dev.jsonl"
+REAL_PDFS = PROJECT_ROOT.parent / "shared" / "pdfs" / "real"
 RESULTS = PROJECT_ROOT / "bench" / "results"
 
 
@@ -122,8 +123,9 @@ def settings_for(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, corpus_dir=CORPUS)
 
 
-def build_index(data_dir: Path) -> BuiltIndex:
-    """Index the shipped corpus into `data_dir` (empty) with the project's Indexer.
+def build_index(data_dir: Path, extra: Sequence[Path] = ()) -> BuiltIndex:
+    """Index the shipped corpus (and `extra` files or folders) into `data_dir` (empty) with the
+    project's Indexer.
 
     The embedding model is loaded before the clock starts, so the time is indexing alone."""
     from rag.embeddings import get_embedder
@@ -133,7 +135,7 @@ def build_index(data_dir: Path) -> BuiltIndex:
     embedder = get_embedder(settings.embedding_model, settings.embedding_batch_size)
     embedder.embed(["warm-up"])
     started = time.perf_counter()
-    report = Indexer(settings, embedder=embedder).index([CORPUS])
+    report = Indexer(settings, embedder=embedder).index([CORPUS, *extra])
     seconds = time.perf_counter() - started
     if report.skipped:
         raise RuntimeError(f"the shipped corpus should index cleanly; skipped: {report.skipped}")

@@ -51,6 +51,9 @@ def standalone(question: str, history: Sequence[Turn], lib: Library,
     names_own_paper = bool(intent.paper_ids)
     if names_own_paper and not _ANAPHORA.search(question):
         return Standalone(question, question, intent, carried=False)
+    if intent.kind == "list" and not _ANAPHORA.search(question):
+        # "Which papers ...?" after a question about one paper asks the library, not that paper
+        return Standalone(question, question, intent, carried=False)
     context = " ".join(previous)
     prev_intent = analyse(context, lib)
     if not intent.paper_ids:

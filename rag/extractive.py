@@ -376,6 +376,12 @@ class ExtractiveAnswerer:
         if found:  # a row must meet the criterion about as well as the best row does
             top = max(s.score for _, _, s in found)
             found = [f for f in found if f[2].score >= LIST_CUTOFF * top]
+        # ... and name what the criterion names ("improve on BERT": a paper whose passage never
+        # mentions BERT does not), unless no row does
+        named = named_terms(question)
+        if named:
+            naming = [f for f in found if all(_Evidence(_record_text(f[1])).has(t) for t in named)]
+            found = naming or found
         cited = []
         for n, hit, sent in found:
             title = hit.paper.title.replace("|", "/")
@@ -458,6 +464,10 @@ def _quantity_focus(question: str) -> list[str]:
     tail = cues.quantity_tail(question)
     cue = set(tokenize("how much many"))
     return [t for t in tokenize(tail) if t not in _SCAFFOLD | cue] or key_terms(question)
+
+
+def _record_text(hit: Hit) -> str:
+    return f"{hit.paper.title} {hit.paper.tldr or ''} {hit.chunk.text}"
 
 
 def _squash(text: str) -> str:

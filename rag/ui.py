@@ -569,6 +569,10 @@ CSS = """
 #papers td, #papers th, #papers span { font-family: var(--font) !important; }
 #chat a[href^="#src-"] { text-decoration: none; font-weight: 600; font-size: 0.85em;
   color: var(--color-accent); }
+/* A list answer's table: the source number and the venue ("ICLR 2021") are short labels; a
+   narrow chat column squeezed them to a letter or two per line. They keep one line; the title
+   and the passage wrap instead. */
+#chat table td:first-child, #chat table td:nth-child(3) { white-space: nowrap; }
 """
 
 # Citation links point at #src-n: scroll the panel to that source and flash it.

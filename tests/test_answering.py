@@ -188,3 +188,12 @@ def test_which_and_authors_answers_carry_no_padding(minilm) -> None:
                ans._authors("who wrote the buoy paper?", hits)):
         assert "Also related" not in ex.text and "If you meant" not in ex.text, ex.text
         assert ex.text.startswith("**Tidal Sensing with Cheap Buoys**"), ex.text
+
+
+def test_a_list_question_after_one_paper_asks_the_whole_library(pipeline) -> None:
+    history = [{"role": "user", "content": "Summarise the DeBERTa paper"},
+               {"role": "assistant", "content": "DeBERTa improves BERT [1]."}]
+    a = pipeline.answer("Which ICLR 2021 papers improve on BERT, and by how much?", history)
+    assert a.standalone_question is None  # not made a follow-up of the DeBERTa question
+    assert len({h.paper.id for h in a.sources}) >= 3
+    assert "Revisiting Few-sample BERT Fine-tuning" in a.text

@@ -199,3 +199,39 @@ def test_local_model_requests_wait_in_line_with_their_position(
     finally:
         for c in contexts:
             c.close()
+
+
+# One question of every answer kind; each answer is screenshotted (tests/artifacts/kind-*.png)
+# so a person can look at how it reads, and checked for what a reader would trip on.
+KINDS = {
+    "fact": "What does the enhanced mask decoder of DeBERTa do?",
+    "which": "Which paper proposes disentangled attention?",
+    "authors": "Who wrote the DeBERTa paper?",
+    "summary": "Summarise the DeBERTa paper",
+    "list": "Which ICLR 2021 papers improve on BERT, and by how much?",
+    "declined": "How do I bake sourdough bread?",
+}
+
+
+def test_every_answer_kind_reads_cleanly(page: Any, app_server: RunningApp) -> None:
+    open_app(page, app_server.url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    for kind, question in KINDS.items():
+        answer = wait_for_answer(page, ask_in_browser(page, question))
+        bot = page.locator("#chat [data-testid='bot']").last
+        bot.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / f"kind-{kind}.png"))
+        # Markdown is rendered, not shown: no stray emphasis marks or table pipes
+        assert "**" not in answer and "|---" not in answer, (kind, answer)
+        if kind == "declined":
+            assert "nothing that answers" in answer
+            continue
+        # every citation is a link to its source card
+        assert bot.locator("a[href^='#src-']").count() >= 1, (kind, answer)
+        if kind == "list":
+            # table cells wrap at word boundaries: no column squeezed to a few letters a line
+            lines = bot.locator("table tbody tr").first.locator("td").evaluate_all(
+                """cells => cells.map(c => { const r = document.createRange();
+                   r.selectNodeContents(c); return new Set(Array.from(r.getClientRects(),
+                   x => Math.round(x.top))).size; })""")
+            assert lines[0] == 1 and lines[2] == 1, f"number / venue wrapped: {lines}"
