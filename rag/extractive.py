@@ -376,11 +376,11 @@ class ExtractiveAnswerer:
         if found:  # a row must meet the criterion about as well as the best row does
             top = max(s.score for _, _, s in found)
             found = [f for f in found if f[2].score >= LIST_CUTOFF * top]
-        # ... and name what the criterion names ("improve on BERT": a paper whose passage never
-        # mentions BERT does not), unless no row does
-        named = named_terms(question)
+        # ... and, when results against something named are asked for ("improve on BERT, by how
+        # much"), name it: a paper whose passage never mentions BERT gives no result against it
+        named = named_terms(question) if wants_number else []
         if named:
-            naming = [f for f in found if all(_Evidence(_record_text(f[1])).has(t) for t in named)]
+            naming = [f for f in found if any(_Evidence(_record_text(f[1])).has(t) for t in named)]
             found = naming or found
         cited = []
         for n, hit, sent in found:
