@@ -44,6 +44,10 @@ _STANDALONE_NUMBER = re.compile(
     r"|\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
     r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
     r"hundreds?|thousands?|millions?|billions?|dozens?)\b", re.I)
+# Chat-template turns and HTML elements inside a passage are markup (or a planted instruction),
+# never a sentence a reader wants quoted.
+_MARKUP_TOKENS = re.compile(r"<\|\w+\|>|<(start|end)_of_turn>|\[/?INST\]|"
+                            r"</?(img|script|iframe|source|style|object|embed)\b", re.I)
 # A citation's year ("(Shen et al., 2022)", "(Grobid, 2008–2023)") is no value the sentence reports.
 _CITATION = re.compile(r"\([^()]*\b(1[89]|20)\d\d[a-z]?\)|\bet al\.,?\s*\(?(1[89]|20)\d\d[a-z]?\)?")
 # What opens a sentence without being part of it: an enumerator ("(2) We used ...", "ii) ...")
@@ -414,6 +418,9 @@ class ExtractiveAnswerer:
                 s = clean(text[a:b])
                 if heading and s.startswith(heading + " "):  # "Abstract While ..." -> "While ..."
                     s = s[len(heading):].strip()
+                markup = _MARKUP_TOKENS.search(s)
+                if markup:  # the sentence ends where markup begins (it ran on into it)
+                    s = s[:markup.start()].strip()
                 if len(s) < 25 or len(tokenize(s)) < 3 or _METADATA_LINE.match(s):
                     continue
                 prose = prose_score(s)
