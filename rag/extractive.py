@@ -382,9 +382,10 @@ class ExtractiveAnswerer:
             found = [f for f in found if f[2].score >= LIST_CUTOFF * top]
         # ... and, when results against something named are asked for ("improve on BERT, by how
         # much"), name it: a paper whose passage never mentions BERT gives no result against it
-        named = named_terms(question) if wants_number else []
-        if named:
-            naming = [f for f in found if any(_Evidence(_record_text(f[1])).has(t) for t in named)]
+        criterion = named_terms(question) if wants_number else []
+        if criterion:
+            naming = [f for f in found
+                      if any(_Evidence(_record_text(f[1])).has(t) for t in criterion)]
             found = naming or found
         cited = []
         for n, hit, sent in found:
