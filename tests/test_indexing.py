@@ -220,7 +220,7 @@ def test_parser_errors_reach_the_caller_and_release_the_lock(settings, hash_embe
 
     folder = _library(tmp_path, 3)
 
-    def broken(path, max_bytes):
+    def broken(path, max_bytes, **_):
         raise ValueError(f"parser bug on {path.name}")
 
     monkeypatch.setattr(indexing, "parse_file", broken)

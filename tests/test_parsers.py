@@ -89,8 +89,9 @@ def test_public_names_are_pinned():
     import rag.parsers as pkg
 
     assert sorted(pkg.__all__) == sorted(["FORMATS", "PARSER_VERSION", "SUPPORTED_SUFFIXES",
-                                          "detect_format", "parse_file", "parse_text"])
-    assert PARSER_VERSION == "2"
+                                          "ParseLimits", "detect_format", "parse_file",
+                                          "parse_text"])
+    assert PARSER_VERSION == "3"  # 3: a PDF page's small print follows its body text
     assert SUPPORTED_SUFFIXES == (".md", ".markdown", ".txt", ".text", ".pdf")
     assert FORMATS[-2:] == (markdown, text), "generic formats must be tried last"
 
