@@ -51,6 +51,13 @@ def _unrepeated(checks: list[SentenceCheck], earlier: Sequence[str] = ()) -> lis
     return out
 
 
+def _previous_answer(history: Sequence[Turn]) -> list[str]:
+    """The sentences of the last assistant turn: a follow-up's answer must not say them again
+    (a small model answering "and its largest version?" restates its previous answer)."""
+    said = [t.get("content") or "" for t in history if t.get("role") == "assistant"]
+    return split_sentences(said[-1]) if said else []
+
+
 MAX_QUESTION_CHARS = 2000
 
 
@@ -157,11 +164,14 @@ class Pipeline:
         """The answer to a searched question, streamed (`answer_from`)."""
         assert request.standalone is not None, "respond runs after condense and search"
         yield from self.answer_from(request.question, request.standalone, request.hits,
-                                    request.backend, request.started, request.retrieve_s)
+                                    request.backend, request.started, request.retrieve_s,
+                                    earlier=_previous_answer(request.history))
 
     def answer_from(self, question: str, sa: Standalone, hits: list[Hit], backend: str | None,
-                    started: float, retrieve_s: float = 0.0) -> Iterator[Answer]:
-        """The answering stage: extractive first (it decides abstention), then the backend."""
+                    started: float, retrieve_s: float = 0.0,
+                    earlier: Sequence[str] = ()) -> Iterator[Answer]:
+        """The answering stage: extractive first (it decides abstention), then the backend.
+        `earlier`: sentences of the previous answer, which a generated one must not repeat."""
         backend = backend or self.settings.llm_backend
         base = Answer(question=question, text="", sources=hits, backend=backend,
                       standalone_question=sa.query if sa.carried else None,
@@ -185,7 +195,7 @@ class Pipeline:
             yield from self._stream_extractive(base, extract, started)
             return
         yield from self._stream_llm(base, sa.query if sa.carried else question, extract, backend,
-                                    started)
+                                    started, earlier)
 
     def summarise_stream(self, paper_id: str, *, backend: str | None = None) -> Iterator[Answer]:
         """Summarise one paper from ALL of its passages (not just the top k)."""
@@ -261,7 +271,7 @@ class Pipeline:
         yield base
 
     def _stream_llm(self, base: Answer, question: str, extract: Extract, backend: str,
-                    started: float) -> Iterator[Answer]:
+                    started: float, earlier: Sequence[str] = ()) -> Iterator[Answer]:
         raw = ""
         try:
             llm = get_llm(backend, self.settings)
@@ -284,7 +294,7 @@ class Pipeline:
             yield self._without_model(base, extract, exc, started)
             return
         base.timings["generate_s"] = round(time.perf_counter() - started, 4)
-        yield self._grounded(base, raw, extract, started, truncated)
+        yield self._grounded(base, raw, extract, started, truncated, earlier)
 
     def _without_model(self, base: Answer, extract: Extract, exc: LLMUnavailableError,
                        started: float) -> Answer:
@@ -301,7 +311,7 @@ class Pipeline:
         return base
 
     def _grounded(self, base: Answer, raw: str, extract: Extract, started: float,
-                  truncated: bool = False) -> Answer:
+                  truncated: bool = False, earlier: Sequence[str] = ()) -> Answer:
         """Show only sentences that carry a verified citation, each said once; fall back to the
         extractive answer when none survive. `base.sentences` holds every raw sentence, verified
         when it is shown (possibly re-cited), with the reason when it is not."""
@@ -315,7 +325,7 @@ class Pipeline:
                       for s in split_sentences(raw)]
         base.notes.append(f"raw model answer: {share_unsupported(checks):.0%} of sentences "
                           "unsupported" if checks else "model found nothing in the sources")
-        shown = _unrepeated([c for c in checks if c.verified])
+        shown = _unrepeated([c for c in checks if c.verified], earlier)
         base.sentences = [c if any(c is k for k in shown) or not c.verified else
                           replace(c, verified=False, reason="repeats an earlier sentence")
                           for c in checks]

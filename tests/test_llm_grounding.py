@@ -22,8 +22,9 @@ QUESTIONS = [  # (question, history): answerable from the corpus, so the model g
 ]
 
 
-def _check_final(question: str, final) -> bool:
-    """Assert what the user is shown; True when it is the model's own (verified) text."""
+def _check_final(question: str, final, earlier: list[str] = []) -> bool:  # noqa: B006
+    """Assert what the user is shown; True when it is the model's own (verified) text.
+    `earlier`: the previous answer's sentences."""
     assert not final.abstained, (question, final.notes)
     if "generate_s" not in final.timings:
         return False  # a table or summary: the model was not asked
@@ -38,6 +39,8 @@ def _check_final(question: str, final) -> bool:
         check = check_sentence(sentence, passages, cited)
         assert check.verified, (question, sentence, check.reason)
         assert not any(repeats(sentence, s) for s in sentences[:i]), (question, final.text)
+        # nor a sentence of the previous answer in the conversation
+        assert not any(repeats(sentence, s) for s in earlier), (question, sentence, earlier)
     # every shown sentence is one the checks let through, in order
     assert sentences == [c.text for c in final.sentences if c.verified], final.sentences
     assert final.citations == sorted({n for s in sentences for n in citations_in(s)})
@@ -54,7 +57,9 @@ def test_every_shown_sentence_is_cited_verified_and_said_once(pipeline) -> None:
     for name, pipe in (("default (Gemma 3 270M)", pipeline), ("SmolLM2-135M", smollm2)):
         for question, history in QUESTIONS:
             steps = list(pipe.answer_stream(question, history, backend="llamacpp"))
-            if _check_final(question, steps[-1]):
+            earlier = [s for t in history if t["role"] == "assistant"
+                       for s in split_sentences(t["content"])]
+            if _check_final(question, steps[-1], earlier):
                 written.append(f"{name}: {question}")
     # the property must have held on real model output, not only on extractive fallbacks
     assert len(written) >= 2, written

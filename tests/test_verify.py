@@ -557,3 +557,20 @@ def test_minilm_similarity_rescues_paraphrases_only(minilm) -> None:
     wrong = check_sentence("Better ReLU stability speeds up verification a further 5-20x [1].",
                            [RELU], [1], similarity=similarity)
     assert (wrong.verified, wrong.reason) == (False, "number '5-20x' not in [1]")
+
+
+def test_a_follow_up_answer_does_not_repeat_the_previous_one() -> None:
+    from rag.chain import _previous_answer, _unrepeated
+    from rag.models import SentenceCheck
+
+    history = [{"role": "user", "content": "What is the tide model?"},
+               {"role": "assistant", "content": "The tide model predicts harbour levels [1]. "
+                                                "It was tested on 12 ports [2]."},
+               {"role": "user", "content": "and how accurate is it?"}]
+    earlier = _previous_answer(history)
+    assert earlier == ["The tide model predicts harbour levels [1].",
+                       "It was tested on 12 ports [2]."]
+    checks = [SentenceCheck("The tide model predicts harbour levels [3].", [3], True, "ok"),
+              SentenceCheck("Its error is 4 cm on average [3].", [3], True, "ok")]
+    assert [c.text for c in _unrepeated(checks, earlier)] == ["Its error is 4 cm on average [3]."]
+    assert _previous_answer([]) == []
