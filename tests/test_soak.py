@@ -3,7 +3,10 @@ papers are uploaded periodically; its RSS, open files (/proc/<pid>/fd) and threa
 grow beyond a bound.
 
 Bounds: after a warm-up (the same 2 users for 30 s, 2 minutes in `make stress`, while one paper
-is uploaded), RSS grows less than 150 MB; at the end, after 35 quiet seconds (an upload's reload
+is uploaded), RSS grows less than 150 MB over the 30-minute run, and less than 400 MB in the
+60 s `make test` run: there its peak falls while an upload's new store and the replaced one are
+both open (141 and 230 MB measured on two runs), so it catches a runaway leak, not slow growth;
+whether growth levels off is the 30-minute run's question. At the end, after 35 quiet seconds (an upload's reload
 closes the replaced store 30 s later, `rag.store._CLOSE_AFTER_S`), open files and threads are
 back to the warm-up figure within 10.
 `make test`: 60 s, an upload every 15 s; `make stress`: 30 minutes, an upload every 60 s.
@@ -29,7 +32,7 @@ from rag.store import _CLOSE_AFTER_S
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 served_app = load_fixtures.served_app
 
-RSS_GROWTH_MB = 150
+RSS_GROWTH_MB = size(400, 150)  # make test, make stress: see the module docstring
 FD_MARGIN = THREAD_MARGIN = 10
 PDF = SHARED / "pdfs" / "real" / "multi-column-2p.pdf"
 
