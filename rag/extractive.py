@@ -599,7 +599,10 @@ def _overview_rank(hit: Hit) -> int:
 def _candidates(sents: list[_Sentence], passages: Sequence[Hit]) -> list[_Sentence]:
     """Each sentence once (neighbouring chunks overlap), and at most SUMMARY_CANDIDATES of them:
     the abstract's, then the conclusion's, then the introduction's, each in reading order."""
-    unique = list({s.text: s for s in reversed(sents)}.values())[::-1]
+    first: dict[str, _Sentence] = {}
+    for s in sents:
+        first.setdefault(s.text, s)
+    unique = list(first.values())
     if len(unique) <= SUMMARY_CANDIDATES:
         return unique
     ranked = sorted(unique, key=lambda s: (_overview_rank(passages[s.hit_no - 1]), s.hit_no,
