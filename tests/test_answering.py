@@ -197,3 +197,29 @@ def test_a_list_question_after_one_paper_asks_the_whole_library(pipeline) -> Non
     assert a.standalone_question is None  # not made a follow-up of the DeBERTa question
     assert len({h.paper.id for h in a.sources}) >= 3
     assert "Revisiting Few-sample BERT Fine-tuning" in a.text
+
+
+def test_a_term_the_library_never_uses_is_not_defined(pipeline) -> None:
+    a = pipeline.answer("What is speculative decoding in large language model inference?")
+    assert a.abstained and any("never mentions 'speculative decoding'" in n for n in a.notes)
+    # a term the library uses is still defined
+    assert not pipeline.answer("What is disentangled attention?").abstained
+
+
+
+def test_a_quantity_answer_opens_with_a_number(minilm) -> None:
+    from rag.extractive import IDF, ExtractiveAnswerer
+    from rag.models import Chunk, Hit, Paper
+    from rag.query import QueryIntent
+
+    text = ("The lab study of the reading tool took place at our university over one week. "
+            "We recruited ten participants for the lab sessions from three universities. "
+            "Each session of the study lasted about an hour.")
+    paper = Paper(id="p", title="A Reading Tool", source="tool.md", text=text)
+    hits = [Hit(chunk=Chunk(id="c", paper=paper, index=0, text=text), score=1.0)]
+    reader = ExtractiveAnswerer(minilm, IDF([text, "Unrelated text on tides."]), text)
+    a = reader.answer("How many people took part in the lab study of the reading tool?",
+                      QueryIntent(kind="fact"), hits)
+    assert not a.abstained, a.reason
+    first = a.text.split("]:", 1)[1].split("[", 1)[0]  # the sentence after "From **X** [n]:"
+    assert "ten participants" in first, a.text
