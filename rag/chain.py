@@ -51,6 +51,16 @@ def _unrepeated(checks: list[SentenceCheck], earlier: Sequence[str] = ()) -> lis
     return out
 
 
+# Prompt markup a small model echoes ('<source n="3" title="...'), complete or cut off by the
+# stream: shown to no one while the answer arrives (the grounded final answer drops it too).
+_MARKUP = re.compile(r"</?(?:source|sources|question|answer)\b[^>]*(?:>|$)", re.I)
+
+
+def _partial(raw: str) -> str:
+    """A generated answer as it streams, without echoed prompt markup."""
+    return re.sub(r"[ \t]{2,}", " ", _MARKUP.sub("", raw)).strip()
+
+
 def _previous_answer(history: Sequence[Turn]) -> list[str]:
     """The sentences of the last assistant turn: a follow-up's answer must not say them again
     (a small model answering "and its largest version?" restates its previous answer)."""
@@ -285,8 +295,10 @@ class Pipeline:
                 if not raw:
                     base.timings["ttft_s"] = round(time.perf_counter() - started, 4)
                 raw += piece
-                base.text = raw
-                yield replace(base)
+                shown = _partial(raw)
+                if shown != base.text:
+                    base.text = shown
+                    yield replace(base)
             # A short answer may end without a period; only one that used up its tokens can
             # have been cut off mid-sentence.
             truncated = bool(raw) and llm.count_tokens(raw) >= self.settings.llm_max_tokens - 1

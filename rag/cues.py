@@ -73,16 +73,35 @@ def without_library_words(question: str) -> str:
 # "What is X?", "what does X mean?", "define X": X is a term the answer must define.
 DEFINITION = re.compile(
     r"^\s*(?:what(?:'s|’s| is| are)|define|explain)\s+(?:an?\s+|the\s+)?"
-    r"(?P<a>[\w][\w'-]*(?:\s+[\w][\w'-]*){0,2}?)\s*(?:\?|$|\s+(?:in|for|of|and|when|with)\s)"
-    r"|^\s*what does (?:an?\s+|the\s+)?(?P<b>[\w][\w'-]*(?:\s+[\w][\w'-]*){0,3}?)\s+mean\b",
+    r"(?P<a>[\w][\w'’-]*(?:\s+[\w][\w'’-]*){0,3}?)\s*(?:\?|$|\s+(?:in|for|of|and|when|with)\s)"
+    r"|^\s*what does (?:an?\s+|the\s+)?(?P<b>[\w][\w'’-]*(?:\s+[\w][\w'’-]*){0,3}?)\s+mean\b",
     re.I)
+
+
+# Heads of questions about a paper's parts, not about a term ("what is the main contribution
+# of ...", "explain the proposed method"): a library need not use them as a phrase to answer.
+_GENERIC_HEAD = re.compile(
+    r"(?:contribution|idea|result|finding|method|approach|technique|goal|aim|purpose|"
+    r"motivation|limitation|difference|advantage|benefit|drawback|weakness|strength|novelty|"
+    r"problem|task|point|takeaway|conclusion|intuition|role|impact|effect|setup|setting|"
+    r"architecture|model|dataset|baseline|objective|framework|system|algorithm|work|paper|"
+    r"study|question|answer|outcome|insight|innovation)(?:s|es)?", re.I)
+_POSSESSIVE = re.compile(r"\w(?:['’]s|s['’])$")
 
 
 def defined_term(question: str) -> str:
     """The term a definition question asks about ("speculative decoding" in "What is
-    speculative decoding in LLM inference?"), or ''."""
+    speculative decoding in LLM inference?"), or ''. An owner is context, not the term
+    ("disentangled attention" in "Explain DeBERTa's disentangled attention"); a paper's parts
+    ("the main contribution") are no term."""
     m = DEFINITION.search(question)
-    return (m.group("a") or m.group("b") or "").strip() if m else ""
+    words = (m.group("a") or m.group("b") or "").split() if m else []
+    owners = [i for i, w in enumerate(words) if _POSSESSIVE.search(w)]
+    if owners:
+        words = words[owners[-1] + 1:]
+    if not words or _GENERIC_HEAD.fullmatch(words[-1]):
+        return ""
+    return " ".join(words)
 
 
 def asks_quantity(question: str) -> bool:

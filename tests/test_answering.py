@@ -204,6 +204,7 @@ def test_a_term_the_library_never_uses_is_not_defined(pipeline) -> None:
     assert a.abstained and any("never mentions 'speculative decoding'" in n for n in a.notes)
     # a term the library uses is still defined
     assert not pipeline.answer("What is disentangled attention?").abstained
+    assert not pipeline.answer("Explain DeBERTa's disentangled attention in detail.").abstained
 
 
 

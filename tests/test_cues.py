@@ -151,6 +151,11 @@ def test_the_library_named_as_the_place_is_not_searched_for(question: str, searc
     ("define the hive mind hypothesis", "hive mind hypothesis"),
     ("what's the lowest salinity the reef survives?", ""),  # not a definition
     ("how do glaciers move?", ""),
+    # an owner is context; a paper's parts are no term to define
+    ("Explain Tidebench's resonance model in detail.", ""),
+    ("Explain the reef survey’s salinity gradient in detail.", "salinity gradient"),
+    ("What is the main contribution of the glacier paper?", ""),
+    ("What are the limitations of the survey?", ""),
 ])
 def test_definition_questions_name_their_term(question: str, term: str) -> None:
     assert cues.defined_term(question) == term

@@ -395,6 +395,18 @@ def test_repeated_sentences_are_removed() -> None:
     assert [c.text for c in later] == [kept[0].text]
 
 
+@pytest.mark.parametrize(("raw", "shown"), [
+    ('<source n="3" title="', ""),  # an echoed tag, cut off by the stream
+    ('DeBERTa uses two vectors [1]. <source n="2">More', "DeBERTa uses two vectors [1]. More"),
+    ("It helps </source>", "It helps"),
+    ("Scores rose by 2 < 3 points", "Scores rose by 2 < 3 points"),  # not markup
+])
+def test_echoed_prompt_markup_is_not_streamed(raw: str, shown: str) -> None:
+    from rag.chain import _partial
+
+    assert _partial(raw) == shown
+
+
 class _ScriptedLLM:
     """A backend that streams a fixed reply in pieces, to drive the LLM path deterministically."""
 
