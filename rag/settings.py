@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     auth: str | None = Field(None, description="'user:password' required to open the app.")
     auth_file: Path | None = Field(None, description="File of 'user:password' lines.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest file the app accepts (MiB).")
+    queue_size: int = Field(
+        64, gt=0, description="Most requests that may wait in the app's queue (all users); one "
+        "more is refused at once with Gradio's 'Queue is full, try again' (HTTP 503) instead of "
+        "waiting without bound on a shared server.")
 
     @field_validator("data_dir", "corpus_dir", mode="after")
     @classmethod

@@ -504,7 +504,8 @@ def build_demo(pipeline: Pipeline, *, warm_up: bool = True,
         gr.api(app.api_ask, api_name="ask")
         gr.api(app.api_summarise, api_name="summarise")
         gr.api(app.api_papers, api_name="papers")
-    demo.queue(default_concurrency_limit=4)
+    # bounded: under a burst, late arrivals are told to try again rather than wait minutes
+    demo.queue(default_concurrency_limit=4, max_size=settings.queue_size)
     _import_matplotlib()
     if first_start:
         threading.Thread(target=app.build_default_library, name="rag-first-start",

@@ -99,6 +99,7 @@ def ask_loop(url: str, tally: Tally, stop_at: float, *, backend: str = "extracti
             with tally.lock:
                 (tally.busy if BUSY.search(str(exc)) else tally.errors).append(
                     f"{type(exc).__name__}: {str(exc)[:200]}")
+            time.sleep(0.5)  # a refused user waits a moment before asking again, as told
             continue
         took = time.perf_counter() - started
         with tally.lock:

@@ -12,11 +12,25 @@ from typing import Any
 
 import load_fixtures
 import pytest
+from app_fixtures import copy_index, start_app, stop_app
 from load_fixtures import load_avg, run_users, usage
 from stress import record, size
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 served_app = load_fixtures.served_app
+
+
+@pytest.fixture
+def small_queue_app(corpus_settings: Any, tmp_path: Any) -> Any:
+    """`python app.py` over a copy of the corpus index whose queue holds 2 requests."""
+    data = copy_index(corpus_settings.data_dir, tmp_path / "data")
+    (tmp_path / "docs").mkdir()
+    app = start_app([], data, tmp_path / "app.log",
+                    env={"RAG_CORPUS_DIR": str(tmp_path / "docs"), "RAG_QUEUE_SIZE": "2"})
+    try:
+        yield app
+    finally:
+        stop_app(app)
 
 
 def _burst(app: Any, prop: str, users: int, seconds: float, what: str, **kw: Any) -> None:
@@ -60,3 +74,22 @@ def test_burst_of_users_local_model(served_app: Any) -> None:
            users, 3600, f"{users} gradio_client users x {questions} questions to `/ask` with "
            "the local model (llamacpp, Gemma 3 270M) against `python app.py`",
            backend="llamacpp", questions=questions)
+
+
+def test_a_full_queue_refuses_cleanly_and_serves_the_rest(small_queue_app: Any) -> None:
+    """More users than the queue holds (RAG_QUEUE_SIZE=2): the extra ones get Gradio's "Queue is
+    full, try again", never another error, and the app keeps answering."""
+    run_users(small_queue_app.url, 1, 600, backend="extractive", questions=1)  # warm
+    users, seconds = size(12, 60), size(15, 60)
+    tally, wall = run_users(small_queue_app.url, users, seconds, backend="extractive")
+    p50, p95, p99 = tally.percentiles()
+    record("Load burst, bounded queue", f"{users} gradio_client users asking `/ask` for "
+           f"{seconds} s of `python app.py` with RAG_QUEUE_SIZE=2",
+           f"{users} users, {wall:.0f} s", f"answered {len(tally.latencies)}, busy refusals "
+           f"{len(tally.busy)} ({tally.busy[0] if tally.busy else '—'}), other errors "
+           f"{len(tally.errors)}; latency p50 {p50} s, p95 {p95} s, p99 {p99} s",
+           f"**{len(tally.errors)} errors**: {tally.errors[0]}" if tally.errors else "—")
+    assert not tally.errors, tally.errors[:5]
+    assert tally.busy, "no request was refused: the queue is not bounded"
+    assert tally.latencies, "nothing was answered"
+    assert small_queue_app.proc.poll() is None
