@@ -10,6 +10,7 @@ generated sentence is checked against the passage it cites before it is kept.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from typing import Any
 
 from rag.conversation import Standalone, Turn, standalone
 from rag.errors import ConfigError, LLMUnavailableError
-from rag.extractive import IDF, Extract, ExtractiveAnswerer
+from rag.extractive import Extract, ExtractiveAnswerer
 from rag.indexing import Indexer, IndexReport, PaperProgress, Progress
 from rag.llms import get_llm, is_extractive, llm_names
 from rag.models import Answer, Hit, Paper, SentenceCheck
@@ -94,7 +95,7 @@ class Pipeline:
         self.settings = settings
         self.retriever = retriever or Retriever(settings)
         self._extractor: ExtractiveAnswerer | None = None
-        self._extractor_fp = ""
+        self._extractor_lock = threading.Lock()
 
     def retrieve(self, question: str, history: Sequence[Turn] = (), filters: Filters | None = None,
                  k: int | None = None) -> tuple[Standalone, list[Hit], float]:
@@ -130,13 +131,14 @@ class Pipeline:
     @property
     def extractor(self) -> ExtractiveAnswerer:
         lib = self.retriever.library
-        if self._extractor is None or self._extractor_fp != lib.fingerprint:
-            idf = IDF([c.text for c in lib.chunks.values()])
-            text = " ".join(f"{c.paper.title} {' '.join(c.paper.authors)} {c.text}"
-                            for c in lib.chunks.values())
-            self._extractor = ExtractiveAnswerer(self.retriever.embedder, idf, text)
-            self._extractor_fp = lib.fingerprint
-        return self._extractor
+        with self._extractor_lock:  # one build or change at a time; readers keep reading
+            reader = self._extractor
+            if reader is None or (reader.fingerprint != lib.fingerprint
+                                  and not reader.follow(lib)):
+                # first use, or the library was reloaded whole: build (proportional to it)
+                reader = ExtractiveAnswerer.for_library(self.retriever.embedder, lib)
+                self._extractor = reader
+        return reader
 
     def answer(self, question: str, history: Sequence[Turn] = (), **kw: Any) -> Answer:
         *_, final = self.answer_stream(question, history, **kw)

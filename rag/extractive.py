@@ -11,17 +11,21 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rag import cues
 from rag.embeddings import Embedder
 from rag.lexical import tokenize
-from rag.models import Hit, Paper
+from rag.models import Chunk, Hit, Paper
 from rag.query import QueryIntent, named_terms
 from rag.relevance import Relevance, RelevanceGate
 from rag.text import fold, sentence_spans
 from rag.textquality import prose_score
+
+if TYPE_CHECKING:
+    from rag.library import Library
 
 # Words that shape a question but say nothing about its subject (stemmed like the index).
 # "summary" is not one of them: stemmed, "summarise this" and "papers on summarization" are the
@@ -150,6 +154,16 @@ class IDF:
     def __call__(self, term: str) -> float:
         return math.log(1 + (self.n - self.df.get(term, 0) + 0.5) / (self.df.get(term, 0) + 0.5))
 
+    def update(self, added: Sequence[str], removed: Sequence[str]) -> None:
+        """Follow a change of the library in place: the cost of the change, not the library."""
+        for t in removed:
+            self.df.subtract(set(tokenize(t)))
+        for t in added:
+            self.df.update(set(tokenize(t)))
+        for term in [t for t in {w for x in removed for w in tokenize(x)} if self.df[t] <= 0]:
+            del self.df[term]
+        self.n = max(self.n - len(removed) + len(added), 1)
+
 
 def coverage(terms: Sequence[str], text: str, idf: IDF) -> float:
     """IDF-weighted share of `terms` present in `text` (1.0 = every term is there)."""
@@ -167,8 +181,37 @@ class ExtractiveAnswerer:
     def __init__(self, embedder: Embedder, idf: IDF, library_text: str = "") -> None:
         self.embedder = embedder
         self.idf = idf
-        self.library = _Evidence(library_text)
+        self.library = _LibraryEvidence({"": library_text})
         self.gate = RelevanceGate(embedder, idf, self.library.words, idf.df.keys(), _SCAFFOLD)
+        self.fingerprint: str | None = None  # of the library it reflects (`for_library`)
+
+    @classmethod
+    def for_library(cls, embedder: Embedder, lib: Library) -> ExtractiveAnswerer:
+        """A reader of `lib`: IDF over its chunks, its words and names (built once, then
+        changed with the library by `follow`)."""
+        reader = cls(embedder, IDF([c.text for c in lib.chunks.values()]))
+        reader.library = _LibraryEvidence({pid: _paper_text(cs)
+                                           for pid, cs in lib.by_paper.items()})
+        reader.gate = RelevanceGate(embedder, reader.idf, reader.library.words,
+                                    reader.idf.df.keys(), _SCAFFOLD)
+        reader.fingerprint = lib.fingerprint
+        return reader
+
+    def follow(self, lib: Library) -> bool:
+        """Take in the changes from the library this reader reflects to `lib`
+        (`Library.changes_since`): True when it now reflects `lib`, False when they are not known
+        (build a new reader then). Questions answered meanwhile read counts that are off by at
+        most one change."""
+        changes = lib.changes_since(self.fingerprint)
+        if changes is None:
+            return False
+        for change in changes:
+            self.idf.update([c.text for c in change.added], [c.text for c in change.removed])
+            new, gone = self.library.replace(_paper_texts(change.added),
+                                             _paper_texts(change.removed))
+            self.gate.vocabulary_changed(new, gone)
+        self.fingerprint = lib.fingerprint
+        return True
 
     # --- public --------------------------------------------------------------------------------
     def answer(self, question: str, intent: QueryIntent, hits: Sequence[Hit],
@@ -491,6 +534,9 @@ class _Evidence:
     """Text to look names up in: whole words for a single name (so 'LoRA' is not found inside
     'exploration'), squashed text for a run of words ('CIFAR-10' = 'cifar10')."""
 
+    squashed: Container[str]
+    words: Collection[str]
+
     def __init__(self, text: str) -> None:
         self.squashed = _squash(text)
         folded = fold(text)
@@ -517,6 +563,72 @@ class _Evidence:
 
     def _word(self, key: str) -> bool:
         return bool(key) and (key in self.words or (len(key) >= 8 and key in self.squashed))
+
+
+class _LibraryEvidence(_Evidence):
+    """`_Evidence` over a whole library, kept per paper so that a change of a few papers costs
+    their text, not the library's: each paper's squashed text, and how many papers use each
+    word (a word leaves the library with its last paper)."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.pieces: dict[str, str] = {}
+        self.squashed = _Pieces(self.pieces)
+        self.words: Counter[str] = Counter()  # `in` and iteration see the words in use
+        self.replace(texts, {})
+
+
+    def replace(self, texts: dict[str, str], gone: dict[str, str]) -> tuple[set[str], set[str]]:
+        """Drop the papers `gone` (paper id -> the text they had), then add `texts` (paper id ->
+        text); returns the words new to the library and the ones no longer in it."""
+        removed = {pid: _words_of(text) for pid, text in gone.items()}
+        added = {pid: _words_of(text) for pid, text in texts.items()}
+        affected = set().union(*removed.values(), *added.values())
+        known = {w for w in affected if w in self.words}
+        for pid, words in removed.items():
+            self.pieces.pop(pid, None)
+            self.words.subtract(words)
+        for pid, text in texts.items():
+            self.pieces[pid] = _squash(text)
+            self.words.update(added[pid])
+        for w in affected:
+            if self.words.get(w, 0) <= 0:
+                self.words.pop(w, None)
+        now = {w for w in affected if w in self.words}
+        return now - known, known - now
+
+
+class _Pieces:
+    """Substring search over several texts as if they were joined (`key in pieces`); a live
+    view of the dict it is given."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.texts = texts
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and any(key in t for t in list(self.texts.values()))
+
+
+def _words_of(text: str) -> set[str]:
+    """The words `_Evidence.has` looks up: folded words, and hyphenated ones squashed."""
+    folded = fold(text)
+    return (set(re.findall(r"[a-z0-9]+", folded))
+            | {_squash(w) for w in re.findall(r"[a-z0-9]+(?:[-'][a-z0-9]+)+", folded)})
+
+
+def _paper_texts(chunks: Sequence[Chunk]) -> dict[str, str]:
+    """Paper id -> `_paper_text` of those of its chunks given."""
+    by_paper: dict[str, list[Chunk]] = {}
+    for c in chunks:
+        by_paper.setdefault(c.paper.id, []).append(c)
+    return {pid: _paper_text(sorted(cs, key=lambda c: c.index)) for pid, cs in by_paper.items()}
+
+
+def _paper_text(chunks: Sequence[Chunk]) -> str:
+    """A paper as the library's names are looked up in: title, authors, then its passages."""
+    if not chunks:
+        return ""
+    paper = chunks[0].paper
+    return " ".join([paper.title, " ".join(paper.authors), *(c.text for c in chunks)])
 
 
 def _variants(word: str) -> list[str]:

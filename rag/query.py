@@ -7,12 +7,15 @@ question and the library; it never calls a model, and it does not rank anything 
 
 from __future__ import annotations
 
+import copy
 import re
-from collections import defaultdict
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag import cues
+from rag.models import Chunk, Paper
 from rag.text import fold
 
 if TYPE_CHECKING:
@@ -77,49 +80,93 @@ def _title_key(title: str) -> str:
 
 
 class NameIndex:
-    """Titles, distinctive names and authors of the library, for matching in questions."""
+    """Titles, distinctive names and authors of the library, for matching in questions.
+
+    Built once per library (`name_index`); a change of a few papers (`Library.changed`) gives a
+    new index at the cost of those papers: the dicts are copied (the old index may be serving),
+    the touched papers' entries replaced."""
 
     def __init__(self, lib: Library) -> None:
-        self.titles: dict[str, list[str]] = defaultdict(list)
-        self.names: dict[str, set[str]] = defaultdict(set)
-        self.authors: dict[str, set[str]] = defaultdict(set)
-        self.surnames: dict[str, set[str]] = defaultdict(set)
-        self.heads: dict[str, set[str]] = defaultdict(set)  # "PaperMage" of "PaperMage: A ..."
+        self.titles: dict[str, list[str]] = {}
+        self.names: dict[str, set[str]] = {}
+        self.authors: dict[str, set[str]] = {}
+        self.surnames: dict[str, set[str]] = {}
+        self.heads: dict[str, set[str]] = {}  # "PaperMage" of "PaperMage: A ..."
+        # A name many papers use ("PDF", "BERT") names a topic, not a paper: in how many papers'
+        # text each capitalised word occurs.
+        self.used_by: dict[str, int] = {}
+        self.fingerprint = lib.fingerprint
         for pid, paper in lib.papers.items():
-            self.titles[_title_key(paper.title)].append(pid)
-            for author in paper.authors:
-                self.authors[fold(author).strip()].add(pid)
-                parts = fold(author).split()
-                if len(parts) > 1 and len(parts[-1]) >= 4:
-                    self.surnames[parts[-1]].add(pid)
-            if paper.kind != "document":  # an introduction names everything it introduces
-                self._add_names(pid, paper.title, lib)
-        # A name many papers use ("PDF", "BERT") names a topic, not a paper: count in how many
-        # papers' text each candidate name occurs.
-        used_by: dict[str, int] = defaultdict(int)
-        for chunks in lib.by_paper.values():
-            words = {w.lower() for c in chunks for w in _NAME_TOKEN.findall(c.text)}
-            for name in words & self.names.keys():
-                used_by[name] += 1
-        self.used_by = dict(used_by)
+            self._add(pid, paper, lib.by_paper.get(pid, []))
         self.venues = {(p.venue or "").lower() for p in lib.papers.values()} | _VENUE_WORDS
 
-    def _add_names(self, pid: str, title: str, lib: Library) -> None:
+    def changed(self, lib: Library) -> NameIndex | None:
+        """This index for `lib`, from the changes since the library it was built for; None when
+        they are not known (build a new one then)."""
+        changes = lib.changes_since(self.fingerprint)
+        if changes is None:
+            return None
+        new = copy.copy(self)
+        for attr in ("titles", "names", "authors", "surnames", "heads", "used_by"):
+            setattr(new, attr, dict(getattr(self, attr)))
+        for change in changes:
+            for pid, chunks in _by_paper(change.removed).items():
+                new._remove(pid, chunks[0].paper, chunks)
+            for pid, chunks in _by_paper(change.added).items():
+                new._add(pid, chunks[0].paper, chunks)
+        new.venues = {(p.venue or "").lower() for p in lib.papers.values()} | _VENUE_WORDS
+        new.fingerprint = lib.fingerprint
+        return new
+
+    def _add(self, pid: str, paper: Paper, chunks: Sequence[Chunk]) -> None:
+        for d, key in self._entries(pid, paper, chunks):
+            if d is self.titles:
+                self.titles[key] = [*self.titles.get(key, []), pid]
+            else:
+                d[key] = d.get(key, set()) | {pid}  # a new set: an old index may share this one
+        for word in _text_names(chunks):
+            self.used_by[word] = self.used_by.get(word, 0) + 1
+
+    def _remove(self, pid: str, paper: Paper, chunks: Sequence[Chunk]) -> None:
+        for d, key in self._entries(pid, paper, chunks):
+            left = [p for p in d.get(key, ()) if p != pid]
+            if left:
+                d[key] = left if d is self.titles else set(left)
+            else:
+                d.pop(key, None)
+        for word in _text_names(chunks):
+            n = self.used_by.get(word, 0) - 1
+            if n > 0:
+                self.used_by[word] = n
+            else:
+                self.used_by.pop(word, None)
+
+    def _entries(self, pid: str, paper: Paper, chunks: Sequence[Chunk]
+                 ) -> Iterator[tuple[dict[str, Any], str]]:
+        """(dict, key) of every entry one paper makes (the same for adding and removing it)."""
+        yield self.titles, _title_key(paper.title)
+        for author in paper.authors:
+            yield self.authors, fold(author).strip()
+            parts = fold(author).split()
+            if len(parts) > 1 and len(parts[-1]) >= 4:
+                yield self.surnames, parts[-1]
+        if paper.kind == "document":  # an introduction names everything it introduces
+            return
+        title = paper.title
         head = title.split(":")[0].strip()
         if ":" in title and 1 <= len(head.split()) <= 2 and len(head) >= 3:
-            self.names[head.lower()].add(pid)
-            self.heads[_title_key(head)].add(pid)
+            yield self.names, head.lower()
+            yield self.heads, _title_key(head)
         short = _title_acronym(title)
-        chunks = lib.by_paper.get(pid, [])
         if short and any(f"({short})" in c.text for c in chunks[:ACRONYM_CHUNKS]):
             # "Dense Passage Retrieval ..." that calls itself "(DPR)": "the DPR paper" is this
             # one, however many other papers cite DPR
-            self.heads[short.lower()].add(pid)
-        text = title + " " + " ".join(c.text for c in lib.by_paper.get(pid, [])[:2])
-        people = {t.lower() for a in lib.papers[pid].authors for t in _NAME_TOKEN.findall(a)}
-        for tok in _NAME_TOKEN.findall(text):
+            yield self.heads, short.lower()
+        text = title + " " + " ".join(c.text for c in chunks[:2])
+        people = {t.lower() for a in paper.authors for t in _NAME_TOKEN.findall(a)}
+        for tok in dict.fromkeys(_NAME_TOKEN.findall(text)):
             if _is_distinctive(tok) and tok.lower() not in people:  # names are authors, not papers
-                self.names[tok.lower()].add(pid)
+                yield self.names, tok.lower()
 
     def match_papers(self, question: str) -> list[str]:
         key = f" {_title_key(question)} "
@@ -198,14 +245,29 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-_INDEX_CACHE: dict[str, NameIndex] = {}
+def _by_paper(chunks: Sequence[Chunk]) -> dict[str, list[Chunk]]:
+    out: dict[str, list[Chunk]] = {}
+    for c in sorted(chunks, key=lambda c: c.index):
+        out.setdefault(c.paper.id, []).append(c)
+    return out
+
+
+def _text_names(chunks: Sequence[Chunk]) -> set[str]:
+    """The capitalised words of a paper's text, lower-cased (for `NameIndex.used_by`)."""
+    return {w.lower() for c in chunks for w in _NAME_TOKEN.findall(c.text)}
+
+
+_INDEX: list[NameIndex] = []  # the index of the library last asked about
+_INDEX_LOCK = threading.Lock()
 
 
 def name_index(lib: Library) -> NameIndex:
-    if lib.fingerprint not in _INDEX_CACHE:
-        _INDEX_CACHE.clear()
-        _INDEX_CACHE[lib.fingerprint] = NameIndex(lib)
-    return _INDEX_CACHE[lib.fingerprint]
+    with _INDEX_LOCK:
+        index = _INDEX[0] if _INDEX else None
+        if index is None or index.fingerprint != lib.fingerprint:
+            index = (index.changed(lib) if index is not None else None) or NameIndex(lib)
+            _INDEX[:] = [index]
+        return index
 
 
 def analyse(question: str, lib: Library) -> QueryIntent:

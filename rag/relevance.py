@@ -101,6 +101,16 @@ class RelevanceGate:
         self._sorted = sorted(vocabulary)
         self.scaffold = set(scaffold) | _REPORTING
 
+    def vocabulary_changed(self, new: Collection[str], gone: Collection[str]) -> None:
+        """Words the library gained and lost (`vocabulary` itself is the caller's, already
+        changed): keeps the sorted copy for prefix lookups in step, at the change's cost."""
+        for w in gone:
+            at = bisect.bisect_left(self._sorted, w)
+            if at < len(self._sorted) and self._sorted[at] == w:
+                del self._sorted[at]
+        for w in new:
+            bisect.insort(self._sorted, w)
+
     def check(self, question: str, intent: QueryIntent, hits: Sequence[Hit]) -> Relevance:
         if not hits:
             return Relevance(False, reason="no passages")

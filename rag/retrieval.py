@@ -8,8 +8,8 @@ passage per paper, so the top five are five different papers. Exposed to LangCha
 
 The library follows the store: at most once per `CHECK_EVERY_S` a search compares the store's
 change signal (`ChunkStore.signal`, ~3 ms) with the one the library was loaded at; on a change a
-background thread re-opens the store and loads a new library while the old one keeps answering,
-then swaps them. So papers another process (`rag index`) adds or removes are answered, or no
+background thread re-opens the store and derives a new library from the old one, reading only
+the papers that changed (`Library.changed`), while the old one keeps answering, then swaps them. So papers another process (`rag index`) adds or removes are answered, or no
 longer answered, within a few seconds, without a restart.
 """
 
@@ -165,7 +165,10 @@ class Retriever:
             if store is not self.store:
                 store.warm()
             signal = self._read_signal(store)
-        library = Library.load(store, self.settings)
+        # what changed, read at the cost of the change (the first load reads the store whole)
+        previous = self._library
+        library = (previous.changed(store, self.settings) if previous is not None
+                   else Library.load(store, self.settings))
         with self._lock:
             old, self.store = self.store, store
             self._library, self._signal = library, signal

@@ -368,6 +368,20 @@ class ChunkStore:
     def chunks(self, where: Where | None = None) -> list[Chunk]:
         return [chunk_from_record(i, d, m) for i, d, m in self._records(where, documents=True)]
 
+    def chunks_by_ids(self, ids: Iterable[str]) -> list[Chunk]:
+        """The chunks with these ids (those still stored), fetched in pages: what a change
+        added, without reading the rest of the library."""
+        wanted = sorted(ids)
+        out: list[Chunk] = []
+        for start in range(0, len(wanted), _PAGE):
+            with self._guarded():
+                got = self.collection.get(ids=wanted[start:start + _PAGE],
+                                          include=["metadatas", "documents"])
+            out += [chunk_from_record(i, d, m) for i, d, m in
+                    zip(got["ids"], got.get("documents") or [], got["metadatas"], strict=True)
+                    if m is not None and d is not None]
+        return out
+
     def _records(self, where: Where | None, documents: bool) -> list[tuple[str, str, dict]]:
         include = ["metadatas", "documents"] if documents else ["metadatas"]
         records: list[tuple[str, str, dict]] = []
