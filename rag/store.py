@@ -196,10 +196,29 @@ def chunk_metadata(chunk: Chunk, path: str) -> dict[str, str | int | float | boo
     return meta
 
 
-def chunk_from_record(cid: str, text: str, meta: dict[str, Any]) -> Chunk:
-    """Rebuild a Chunk (and its Paper, without the full text) from what Chroma stored."""
+def chunk_from_record(cid: str, text: str, meta: dict[str, Any],
+                      papers: dict[tuple[Any, ...], Paper] | None = None) -> Chunk:
+    """Rebuild a Chunk (and its Paper, without the full text) from what Chroma stored. Chunks
+    read together share one Paper object per paper through `papers` (a paper's metadata is
+    repeated on each of its chunks; one copy each would hold it 50 times over)."""
+    key = tuple(meta.get(k) for k in _PAPER_KEYS)
+    paper = papers.get(key) if papers is not None else None
+    if paper is None:
+        paper = _paper_from(meta)
+        if papers is not None:
+            papers[key] = paper
+    return Chunk(id=cid, paper=paper, index=int(meta.get("chunk_index", 0)), text=text,
+                 page=meta.get("page"), section=meta.get("chunk_section"),
+                 section_kind=str(meta.get("section_kind", "body")))
+
+
+_PAPER_KEYS = ("paper_id", "title", "source", "authors", "venue", "year", "url", "tldr",
+               "section", "kind", "pages", "sections", "warnings")
+
+
+def _paper_from(meta: dict[str, Any]) -> Paper:
     authors = tuple(a for a in str(meta.get("authors", "")).split("; ") if a)
-    paper = Paper(
+    return Paper(
         id=str(meta["paper_id"]), title=str(meta["title"]), source=str(meta["source"]), text="",
         authors=authors, venue=meta.get("venue"), year=meta.get("year"), url=meta.get("url"),
         tldr=meta.get("tldr"), section=meta.get("section"), kind=str(meta.get("kind", "paper")),
@@ -207,9 +226,6 @@ def chunk_from_record(cid: str, text: str, meta: dict[str, Any]) -> Chunk:
         sections=tuple(Section(0, str(n), str(k)) for n, k in json.loads(meta.get("sections") or "[]")),
         warnings=tuple(str(w) for w in json.loads(meta.get("warnings") or "[]")),
     )
-    return Chunk(id=cid, paper=paper, index=int(meta.get("chunk_index", 0)), text=text,
-                 page=meta.get("page"), section=meta.get("chunk_section"),
-                 section_kind=str(meta.get("section_kind", "body")))
 
 
 class ChunkStore:
@@ -366,18 +382,21 @@ class ChunkStore:
         return {str(m["path"]) for _, _, m in self._records(None, documents=False)}
 
     def chunks(self, where: Where | None = None) -> list[Chunk]:
-        return [chunk_from_record(i, d, m) for i, d, m in self._records(where, documents=True)]
+        papers: dict[tuple[Any, ...], Paper] = {}
+        return [chunk_from_record(i, d, m, papers)
+                for i, d, m in self._records(where, documents=True)]
 
     def chunks_by_ids(self, ids: Iterable[str]) -> list[Chunk]:
         """The chunks with these ids (those still stored), fetched in pages: what a change
         added, without reading the rest of the library."""
         wanted = sorted(ids)
         out: list[Chunk] = []
+        papers: dict[tuple[Any, ...], Paper] = {}
         for start in range(0, len(wanted), _PAGE):
             with self._guarded():
                 got = self.collection.get(ids=wanted[start:start + _PAGE],
                                           include=["metadatas", "documents"])
-            out += [chunk_from_record(i, d, m) for i, d, m in
+            out += [chunk_from_record(i, d, m, papers) for i, d, m in
                     zip(got["ids"], got.get("documents") or [], got["metadatas"], strict=True)
                     if m is not None and d is not None]
         return out
