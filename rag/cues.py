@@ -73,7 +73,7 @@ def without_library_words(question: str) -> str:
 # "What is X?", "what does X mean?", "define X": X is a term the answer must define.
 DEFINITION = re.compile(
     r"^\s*(?:what(?:'s|’s| is| are)|define|explain)\s+(?:an?\s+|the\s+)?"
-    r"(?P<a>[\w][\w'’-]*(?:\s+[\w][\w'’-]*){0,3}?)\s*(?:\?|$|\s+(?:in|for|of|and|when|with)\s)"
+    r"(?P<a>[\w][\w'’-]*(?:\s+[\w][\w'’-]*){0,2}?)\s*(?:\?|$|\s+(?:in|for|of|and|when|with)\s)"
     r"|^\s*what does (?:an?\s+|the\s+)?(?P<b>[\w][\w'’-]*(?:\s+[\w][\w'’-]*){0,3}?)\s+mean\b",
     re.I)
 
@@ -102,6 +102,18 @@ def defined_term(question: str) -> str:
     if not words or _GENERIC_HEAD.fullmatch(words[-1]):
         return ""
     return " ".join(words)
+
+
+_RATE = re.compile(r"\b(?:per|every|each|a)\s+(second|minute|hour|day|week|month|year|"
+                   r"sec|s|token|step|epoch|query|request|page|document|gpu|cpu|core)s?\b", re.I)
+
+
+def rate_unit(question: str) -> str:
+    """The unit of a rate asked for ("second" in "how many PDFs per second ..."), or ''. Only
+    within the quantity asked ("how many", "what throughput"), not anywhere in the question."""
+    tail = quantity_tail(question)
+    m = _RATE.search(tail) if tail else None
+    return m.group(1).lower() if m else ""
 
 
 def asks_quantity(question: str) -> bool:

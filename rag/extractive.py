@@ -283,8 +283,10 @@ class ExtractiveAnswerer:
         if not quantity or intent.kind == "authors":
             return ""
         focus = _quantity_focus(question)
+        per = cues.rate_unit(question)
         for sent in self._sentences(hits[:3]):
-            if _has_number(sent.text) and set(focus) & set(tokenize(sent.text)):
+            if (_has_number(sent.text) and set(focus) & set(tokenize(sent.text))
+                    and (not per or _gives_rate(sent.text, per))):
                 return ""
         return "no passage gives a number for " + " ".join(focus)
 
@@ -515,6 +517,13 @@ def _quantity_focus(question: str) -> list[str]:
     tail = cues.quantity_tail(question)
     cue = set(tokenize("how much many"))
     return [t for t in tokenize(tail) if t not in _SCAFFOLD | cue] or key_terms(question)
+
+
+def _gives_rate(text: str, per: str) -> bool:
+    """A sentence stating a rate "per `per`": the unit named ("per second", "each second",
+    "a second") or written as a ratio ("12 docs/s")."""
+    unit = set(tokenize(per))
+    return bool(unit & set(tokenize(text))) or bool(re.search(r"\d\s*\w*\s*/\s*[a-z]", text))
 
 
 def _record_text(hit: Hit) -> str:

@@ -224,3 +224,23 @@ def test_a_quantity_answer_opens_with_a_number(minilm) -> None:
     assert not a.abstained, a.reason
     first = a.text.split("]:", 1)[1].split("[", 1)[0]  # the sentence after "From **X** [n]:"
     assert "ten participants" in first, a.text
+
+
+@pytest.mark.parametrize(("text", "answered"), [
+    ("The toolkit reads scanned documents. 5 documents are not the only input it takes; it also "
+     "reads 3 kinds of markup. It runs on one CPU.", False),  # numbers, but no rate
+    ("The toolkit reads scanned documents. It processes 12 documents per second on one CPU.", True),
+    ("The toolkit reads scanned documents. On one CPU it reaches 12 documents/s.", True),
+])
+def test_a_rate_needs_a_rate(minilm, text: str, answered: bool) -> None:
+    """"How many X per second": a sentence with a number and X but no rate does not answer."""
+    from rag.extractive import IDF, ExtractiveAnswerer
+    from rag.models import Chunk, Hit, Paper
+    from rag.query import QueryIntent
+
+    paper = Paper(id="p", title="A Document Reader", source="reader.md", text=text)
+    hits = [Hit(chunk=Chunk(id="c", paper=paper, index=0, text=text), score=1.0)]
+    reader = ExtractiveAnswerer(minilm, IDF([text, "Unrelated text on tides."]), text)
+    a = reader.answer("How many documents per second can the toolkit process on one CPU?",
+                      QueryIntent(kind="fact"), hits)
+    assert a.abstained != answered, (a.reason, a.text)

@@ -153,9 +153,21 @@ def test_the_library_named_as_the_place_is_not_searched_for(question: str, searc
     ("how do glaciers move?", ""),
     # an owner is context; a paper's parts are no term to define
     ("Explain Tidebench's resonance model in detail.", ""),
-    ("Explain the reef survey’s salinity gradient in detail.", "salinity gradient"),
+    ("Explain the survey’s salinity gradient in detail.", "salinity gradient"),
+    ("what's the lowest bit-width TideNet manages for forecasting", ""),  # a clause, no term
     ("What is the main contribution of the glacier paper?", ""),
     ("What are the limitations of the survey?", ""),
 ])
 def test_definition_questions_name_their_term(question: str, term: str) -> None:
     assert cues.defined_term(question) == term
+
+
+@pytest.mark.parametrize(("question", "unit"), [
+    ("How many PDFs per second can the toolkit process on one CPU?", "second"),
+    ("how many tokens per GPU did they train with?", "gpu"),
+    ("What throughput in queries per second does the index reach?", ""),  # no count cue
+    ("How many participants took part in each session?", ""),  # not a unit of time or work
+    ("What is the error per pixel?", ""),
+])
+def test_rate_questions_name_their_unit(question: str, unit: str) -> None:
+    assert cues.rate_unit(question) == unit
