@@ -338,9 +338,11 @@ class ExtractiveAnswerer:
         ranked = self._ranked(question, pool)
         compare = cues.asks_comparison(question)
         if compare:  # "how does X differ from Y": the method's differences, not only its gains
+            # (unless a quantity is what is compared: "how much less storage than ...")
+            gains = 0.0 if cues.asks_quantity(question) else 0.2
             for s in ranked:
                 s.score += 0.15 * bool(_CONTRAST.search(s.text)) + 0.1 * bool(
-                    _METHOD.search(s.text))
+                    _METHOD.search(s.text)) - gains * (len(_SCORES.findall(s.text)) >= 2)
             ranked.sort(key=lambda s: -s.score)
         if ranked:  # only sentences that answer nearly as well as the best one, and from
             # another paper only when it is about the question as much (or a comparison)
@@ -495,7 +497,9 @@ class ExtractiveAnswerer:
 
 
 _CONTINUES = re.compile(r"^(This|These|It|They|Such|Specifically|In particular|For example|"
-                        r"Namely|Here|We find|We show|Both)\b")
+                        r"Namely|Here|We find|We show|Both|The (first|second)|First,|Second,)\b")
+# Score figures ("+0.9%", "(90.2% vs. 91.1%)"): a sentence of several is a result, not a method.
+_SCORES = re.compile(r"[+-]?\d+(?:\.\d+)?\s?%|\b\d+\.\d+\b")
 
 
 def _with_continuation(ranked: list[_Sentence], all_sents: list[_Sentence]) -> list[_Sentence]:

@@ -244,3 +244,15 @@ def test_a_rate_needs_a_rate(minilm, text: str, answered: bool) -> None:
     a = reader.answer("How many documents per second can the toolkit process on one CPU?",
                       QueryIntent(kind="fact"), hits)
     assert a.abstained != answered, (a.reason, a.text)
+
+
+def test_a_comparison_answers_with_the_method_first(pipeline) -> None:
+    """"How does X differ from Y": what X does differently, then (not instead) its gains."""
+    a = pipeline.answer("How does DeBERTa differ from RoBERTa?")
+    first = a.text.split("]:", 1)[1].split("[", 1)[0]
+    assert "two novel techniques" in first, a.text
+    assert "disentangled attention mechanism" in a.text, a.text
+    # a compared quantity still opens with its number
+    b = pipeline.answer("How much less storage does the continual learning method that encodes "
+                        "images with autoencoders need compared to state-of-the-art methods?")
+    assert "78%" in b.text.split("]:", 1)[1].split("[", 1)[0], b.text
