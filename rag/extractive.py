@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from rag import cues
 from rag.embeddings import Embedder
 from rag.lexical import tokenize
-from rag.models import Chunk, Hit, Paper
+from rag.models import Chunk, Hit, Paper, group_by_paper
 from rag.query import QueryIntent, named_terms
 from rag.relevance import Relevance, RelevanceGate
 from rag.text import fold, sentence_spans
@@ -156,11 +156,14 @@ class IDF:
 
     def update(self, added: Sequence[str], removed: Sequence[str]) -> None:
         """Follow a change of the library in place: the cost of the change, not the library."""
+        gone: set[str] = set()
         for t in removed:
-            self.df.subtract(set(tokenize(t)))
+            terms = set(tokenize(t))
+            self.df.subtract(terms)
+            gone |= terms
         for t in added:
             self.df.update(set(tokenize(t)))
-        for term in [t for t in {w for x in removed for w in tokenize(x)} if self.df[t] <= 0]:
+        for term in [t for t in gone if self.df[t] <= 0]:
             del self.df[term]
         self.n = max(self.n - len(removed) + len(added), 1)
 
@@ -178,10 +181,13 @@ class ExtractiveAnswerer:
     """Builds answers from hits; `library_text` (all titles and passages) tells whether a name
     the question uses exists anywhere in the library."""
 
-    def __init__(self, embedder: Embedder, idf: IDF, library_text: str = "") -> None:
+    def __init__(self, embedder: Embedder, idf: IDF, library_text: str = "",
+                 papers: dict[str, str] | None = None) -> None:
+        """`library_text`: the library as one text; or `papers`: paper id -> its text (what
+        `follow` can change paper by paper)."""
         self.embedder = embedder
         self.idf = idf
-        self.library = _LibraryEvidence({"": library_text})
+        self.library = _LibraryEvidence(papers if papers is not None else {"": library_text})
         self.gate = RelevanceGate(embedder, idf, self.library.words, idf.df.keys(), _SCAFFOLD)
         self.fingerprint: str | None = None  # of the library it reflects (`for_library`)
 
@@ -189,11 +195,8 @@ class ExtractiveAnswerer:
     def for_library(cls, embedder: Embedder, lib: Library) -> ExtractiveAnswerer:
         """A reader of `lib`: IDF over its chunks, its words and names (built once, then
         changed with the library by `follow`)."""
-        reader = cls(embedder, IDF([c.text for c in lib.chunks.values()]))
-        reader.library = _LibraryEvidence({pid: _paper_text(cs)
-                                           for pid, cs in lib.by_paper.items()})
-        reader.gate = RelevanceGate(embedder, reader.idf, reader.library.words,
-                                    reader.idf.df.keys(), _SCAFFOLD)
+        reader = cls(embedder, IDF([c.text for c in lib.chunks.values()]),
+                     papers={pid: _paper_text(cs) for pid, cs in lib.by_paper.items()})
         reader.fingerprint = lib.fingerprint
         return reader
 
@@ -589,7 +592,6 @@ class _LibraryEvidence(_Evidence):
         self.words: Counter[str] = Counter()  # `in` and iteration see the words in use
         self.replace(texts, {})
 
-
     def replace(self, texts: dict[str, str], gone: dict[str, str]) -> tuple[set[str], set[str]]:
         """Drop the papers `gone` (paper id -> the text they had), then add `texts` (paper id ->
         text); returns the words new to the library and the ones no longer in it."""
@@ -630,10 +632,7 @@ def _words_of(text: str) -> set[str]:
 
 def _paper_texts(chunks: Sequence[Chunk]) -> dict[str, str]:
     """Paper id -> `_paper_text` of those of its chunks given."""
-    by_paper: dict[str, list[Chunk]] = {}
-    for c in chunks:
-        by_paper.setdefault(c.paper.id, []).append(c)
-    return {pid: _paper_text(sorted(cs, key=lambda c: c.index)) for pid, cs in by_paper.items()}
+    return {pid: _paper_text(cs) for pid, cs in group_by_paper(chunks).items()}
 
 
 def _paper_text(chunks: Sequence[Chunk]) -> str:

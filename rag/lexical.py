@@ -12,7 +12,6 @@ fuse rankings; see `rag.retrieval`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -28,7 +27,7 @@ import numpy as np
 
 from rag.models import Chunk
 from rag.settings import Settings
-from rag.store import ChunkStore
+from rag.store import ChunkStore, fingerprint_of
 from rag.text import STOP_WORDS, fold
 
 _POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
@@ -122,11 +121,6 @@ class LexicalIndex:
         avgdl = sum(map(len, corpus)) / len(corpus) if corpus else 1.0
         return cls([c.id for c in chunks], model, fingerprint, avgdl)
 
-    @property
-    def size(self) -> int:
-        """Chunks it searches."""
-        return len(self.ids) - len(self.removed) + len(self.delta.ids)
-
     def changed(self, added: Sequence[Chunk], removed: set[str], fingerprint: str
                 ) -> LexicalIndex | None:
         """This index after a change, without re-reading the library; None when the change is
@@ -209,11 +203,6 @@ class LexicalIndex:
             return cls(list(meta["ids"]), model, str(meta["fingerprint"]), float(meta["avgdl"]))
         except (OSError, ValueError, KeyError):
             return None  # missing, damaged, or saved before avgdl was: rebuilt
-
-
-def fingerprint_of(ids: set[str] | Sequence[str]) -> str:
-    """Changes whenever the set of chunk ids changes (the same as `ChunkStore.fingerprint`)."""
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:24]
 
 
 def refresh_lexical(store: ChunkStore, settings: Settings,

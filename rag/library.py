@@ -1,22 +1,21 @@
 """The library: an in-memory view of the store, every chunk grouped by paper, plus the BM25 index.
 
 `Library.load` reads the store once; `Library.changed` follows a change of the store at the cost
-of the change (it reads the ids, then only the added chunks, and shares everything else with the
-library before it). `rag.retrieval.Retriever` decides when to load or change the library (when
+of the change (it reads the ids, then only the papers the change touched, and shares everything
+else with the library before it). `rag.retrieval.Retriever` decides when to load or change the library (when
 the store changes) and searches it, and `rag.query` reads its metadata to understand a question.
 This module does not search, rank or watch the store for changes.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rag.lexical import LexicalIndex, fingerprint_of, refresh_lexical
-from rag.models import Chunk, Paper
+from rag.lexical import LexicalIndex, refresh_lexical
+from rag.models import Chunk, Paper, group_by_paper
 from rag.settings import Settings
-from rag.store import ChunkStore
+from rag.store import ChunkStore, fingerprint_of
 
 KEPT_CHANGES = 8  # changes a library remembers, for readers that missed some of them
 
@@ -52,13 +51,9 @@ class Library:
     def load(cls, store: ChunkStore, settings: Settings) -> Library:
         chunks = {c.id: c for c in store.chunks()}
         lexical = refresh_lexical(store, settings, list(chunks.values()))
-        by_paper: dict[str, list[Chunk]] = defaultdict(list)
-        for c in chunks.values():
-            by_paper[c.paper.id].append(c)
-        for cs in by_paper.values():
-            cs.sort(key=lambda c: c.index)
+        by_paper = group_by_paper(chunks.values())
         papers = {pid: cs[0].paper for pid, cs in by_paper.items()}
-        return cls(chunks, dict(by_paper), papers, lexical, lexical.fingerprint,
+        return cls(chunks, by_paper, papers, lexical, lexical.fingerprint,
                    sources_with_papers=_with_papers(papers.values()), store=store)
 
     def changed(self, store: ChunkStore, settings: Settings) -> Library:
@@ -87,9 +82,8 @@ class Library:
         for pid in touched:
             by_paper.pop(pid, None)
             papers.pop(pid, None)
-        for c in sorted(added, key=lambda c: c.index):
-            by_paper.setdefault(c.paper.id, []).append(c)
-            papers.setdefault(c.paper.id, c.paper)
+        for pid, cs in group_by_paper(added).items():
+            by_paper[pid], papers[pid] = cs, cs[0].paper
         return Library(chunks, by_paper, papers, lexical, fingerprint,
                        sources_with_papers=_with_papers(papers.values()), store=store,
                        changes=(*self.changes[1 - KEPT_CHANGES:],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,3 +181,11 @@ class Answer:
     standalone_question: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+def group_by_paper(chunks: Iterable[Chunk]) -> dict[str, list[Chunk]]:
+    """Paper id -> its chunks, in reading order (chunk index)."""
+    out: dict[str, list[Chunk]] = {}
+    for c in sorted(chunks, key=lambda c: c.index):
+        out.setdefault(c.paper.id, []).append(c)
+    return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rag import cues
-from rag.models import Chunk, Paper
+from rag.models import Chunk, Paper, group_by_paper
 from rag.text import fold
 
 if TYPE_CHECKING:
@@ -110,9 +110,9 @@ class NameIndex:
         for attr in ("titles", "names", "authors", "surnames", "heads", "used_by"):
             setattr(new, attr, dict(getattr(self, attr)))
         for change in changes:
-            for pid, chunks in _by_paper(change.removed).items():
+            for pid, chunks in group_by_paper(change.removed).items():
                 new._remove(pid, chunks[0].paper, chunks)
-            for pid, chunks in _by_paper(change.added).items():
+            for pid, chunks in group_by_paper(change.added).items():
                 new._add(pid, chunks[0].paper, chunks)
         new.venues = {(p.venue or "").lower() for p in lib.papers.values()} | _VENUE_WORDS
         new.fingerprint = lib.fingerprint
@@ -243,13 +243,6 @@ def _is_distinctive(tok: str) -> bool:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _by_paper(chunks: Sequence[Chunk]) -> dict[str, list[Chunk]]:
-    out: dict[str, list[Chunk]] = {}
-    for c in sorted(chunks, key=lambda c: c.index):
-        out.setdefault(c.paper.id, []).append(c)
-    return out
 
 
 def _text_names(chunks: Sequence[Chunk]) -> set[str]:

@@ -196,6 +196,11 @@ def chunk_metadata(chunk: Chunk, path: str) -> dict[str, str | int | float | boo
     return meta
 
 
+def fingerprint_of(ids: Iterable[str]) -> str:
+    """Changes whenever the set of chunk ids changes."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:24]
+
+
 def chunk_from_record(cid: str, text: str, meta: dict[str, Any],
                       papers: dict[tuple[Any, ...], Paper] | None = None) -> Chunk:
     """Rebuild a Chunk (and its Paper, without the full text) from what Chroma stored. Chunks
@@ -436,8 +441,7 @@ class ChunkStore:
 
     def fingerprint(self) -> str:
         """Changes whenever the set of chunks changes: keeps the BM25 index in step."""
-        digest = hashlib.sha256("\n".join(sorted(self.ids())).encode()).hexdigest()
-        return digest[:24]
+        return fingerprint_of(self.ids())
 
     def papers(self) -> list[Paper]:
         """One record per paper in the store, in source then chunk order."""
