@@ -24,6 +24,19 @@ def _paper(n: int, rng: random.Random) -> str:
     return f"# Survey of coastal site {n}\n\nQuux{n}word is our method, QuuxNet{n} on CoastBench. {body}\n"
 
 
+def _indexed(settings: Any, embedder: Any, tmp_path: Path, rng: random.Random, papers: int
+             ) -> tuple[Path, Indexer, ChunkStore, Library]:
+    """A folder of `papers` generated papers, indexed; its store and library."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for n in range(papers):
+        (folder / f"p{n}.md").write_text(_paper(n, rng))
+    indexer = Indexer(settings, embedder=embedder)
+    indexer.index([folder])
+    store = ChunkStore(settings)
+    return folder, indexer, store, Library.load(store, settings)
+
+
 def _same(changed: Library, whole: Library) -> None:
     assert changed.chunks.keys() == whole.chunks.keys()
     assert {p: [c.id for c in cs] for p, cs in changed.by_paper.items()} == {
@@ -51,14 +64,7 @@ def _same_names(changed: NameIndex, fresh: NameIndex) -> None:
 def test_a_changed_library_equals_a_reloaded_one(settings: Any, hash_embedder: Any,
                                                  tmp_path: Path) -> None:
     rng = random.Random(5)
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    for n in range(24):
-        (folder / f"p{n}.md").write_text(_paper(n, rng))
-    indexer = Indexer(settings, embedder=hash_embedder)
-    indexer.index([folder])
-    store = ChunkStore(settings)
-    lib = Library.load(store, settings)
+    folder, indexer, store, lib = _indexed(settings, hash_embedder, tmp_path, rng, 24)
     reader = ExtractiveAnswerer.for_library(hash_embedder, lib)
     names = NameIndex(lib)
     read: list[int] = []
@@ -97,14 +103,7 @@ def test_a_changed_library_equals_a_reloaded_one(settings: Any, hash_embedder: A
 def test_a_reader_that_missed_changes_catches_up_or_rebuilds(settings: Any, hash_embedder: Any,
                                                              tmp_path: Path) -> None:
     rng = random.Random(6)
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    for n in range(20):
-        (folder / f"p{n}.md").write_text(_paper(n, rng))
-    indexer = Indexer(settings, embedder=hash_embedder)
-    indexer.index([folder])
-    store = ChunkStore(settings)
-    lib = Library.load(store, settings)
+    folder, indexer, store, lib = _indexed(settings, hash_embedder, tmp_path, rng, 20)
     reader = ExtractiveAnswerer.for_library(hash_embedder, lib)
     for n in (50, 51):  # two changes the reader does not see
         (folder / f"p{n}.md").write_text(_paper(n, rng))
