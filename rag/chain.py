@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rag import cues
 from rag.conversation import Standalone, Turn, standalone
 from rag.errors import ConfigError, LLMUnavailableError
 from rag.extractive import Extract, ExtractiveAnswerer
@@ -24,6 +25,7 @@ from rag.indexing import Indexer, IndexReport, PaperProgress, Progress
 from rag.llms import get_llm, is_extractive, llm_names
 from rag.models import Answer, Hit, Paper, SentenceCheck
 from rag.prompting import build_evidence_prompt
+from rag.query import QueryIntent
 from rag.retrieval import Filters, Retriever
 from rag.settings import Settings
 from rag.verify import (
@@ -194,7 +196,9 @@ class Pipeline:
             extract = declined or Extract("", False)
         else:
             extract = self.extractor.answer(asked, sa.intent, hits,
-                                            follow_up=question if sa.carried else None)
+                                            follow_up=question if sa.carried else None,
+                                            more=self._other_passages(sa.intent, asked, hits))
+            base.sources = hits + extract.extra  # a listed paper's result from another passage
         if extract.abstained:
             # Name the closest papers only when they are close to the question (relevance gate).
             close = extract.relevance is None or extract.relevance.close
@@ -228,6 +232,17 @@ class Pipeline:
             yield from self._stream_llm(base, base.question, extract, backend, started)
 
     # --- internals -------------------------------------------------------------------------------
+    def _other_passages(self, intent: QueryIntent, question: str, hits: list[Hit]) -> list[Hit]:
+        """For "which papers ..., and by how much?": the listed papers' other passages, where a
+        paper states its result when the retrieved passage only states its claim."""
+        if intent.kind != "list" or not cues.asks_result(question):
+            return []
+        lib = self.retriever.library
+        shown = {h.chunk.id for h in hits}
+        papers = dict.fromkeys(h.paper.id for h in hits)
+        return [Hit(chunk=c, score=0.0) for pid in papers for c in lib.by_paper.get(pid, [])
+                if c.id not in shown]
+
     def _summary(self, base: Answer, hits: list[Hit], named: Sequence[str],
                  started: float) -> Iterator[Answer]:
         """Summarise the paper asked about from ALL its passages; the retrieved ones stay first

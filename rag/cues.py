@@ -58,6 +58,30 @@ RESULT = re.compile(r"\b(by how much|how much (better|worse|faster|higher|lower)
                     r"improve[sd]? .{0,40}\bby\b|gains?)\b", re.I)
 
 
+# An improvement over something ("improves on BERT", "outperform ResNet", "better than GPT-3",
+# "gains over LoRA"): the cue, then what is improved upon up to where the clause turns to the
+# setting ("... baselines on BERT" improves on the baselines, BERT is where).
+IMPROVES_ON = re.compile(
+    r"\b(?:improv(?:e[sd]?|ing)(?:\s+(?:on|upon|over))?|improvements?\s+over|outperform(?:s|ed|ing)?|"
+    r"surpass(?:es|ed|ing)?|beat(?:s|ing)?|(?:better|stronger|faster|higher) than|superior to|"
+    r"gains? over|(?:compared|relative) (?:to|with)|over|versus|vs\.?)\s+"
+    r"(?P<object>[^.;:?!()]*?)(?=\s+(?:on|in|across|for|at|by|using|while|when|where|which|"
+    r"that|through|via|and by|without)\b|[.;:?!()]|$)", re.I)
+
+
+def improved_upon(question: str) -> str:
+    """What a question asks to be improved upon ("BERT" in "Which papers improve on BERT, and
+    by how much?"), or ''."""
+    m = IMPROVES_ON.search(question)
+    return m.group("object").split(",")[0].strip() if m else ""
+
+
+def improves_on(sentence: str) -> list[str]:
+    """The things a sentence says something improves on or is compared with ("the BERT and
+    RoBERTa models" in "... that improves the BERT and RoBERTa models using two techniques")."""
+    return [m.group("object").strip() for m in IMPROVES_ON.finditer(sentence)
+            if m.group("object").strip()]
+
 # The library itself named as the place to look ("in my library", "do I have"): it says where,
 # not what, and its words ("library", "collection") would match papers about libraries.
 LIBRARY_SELF = re.compile(

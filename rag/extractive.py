@@ -111,6 +111,8 @@ class Extract:
     evidence: list[tuple[int, str]] = field(default_factory=list)
     # What the relevance gate measured (None when it did not run, e.g. for summaries).
     relevance: Relevance | None = None
+    # Passages the answer cites beyond the hits, numbered after them (a listed paper's result).
+    extra: list[Hit] = field(default_factory=list)
 
 
 @dataclass
@@ -218,13 +220,15 @@ class ExtractiveAnswerer:
 
     # --- public --------------------------------------------------------------------------------
     def answer(self, question: str, intent: QueryIntent, hits: Sequence[Hit],
-               follow_up: str | None = None) -> Extract:
+               follow_up: str | None = None, more: Sequence[Hit] = ()) -> Extract:
         """Answer `question` (a standalone one); `follow_up` is the user's own words when the
-        question was completed from the conversation: its form decides the kind of answer."""
+        question was completed from the conversation: its form decides the kind of answer.
+        `more`: other passages of the hits' papers, which a list may cite for a result (they
+        are then in `Extract.extra`)."""
         declined, relevance = self.declines(question, intent, hits)
         if declined is not None:
             return declined
-        extract = self._answer(question, intent, hits, follow_up)
+        extract = self._answer(question, intent, hits, follow_up, more)
         extract.relevance = relevance
         return extract
 
@@ -243,7 +247,7 @@ class ExtractiveAnswerer:
         return None, relevance
 
     def _answer(self, question: str, intent: QueryIntent, hits: Sequence[Hit],
-                follow_up: str | None) -> Extract:
+                follow_up: str | None, more: Sequence[Hit] = ()) -> Extract:
         own = [(n, h) for n, h in enumerate(hits, 1) if h.paper.id in intent.author_paper_ids]
         # "Papers by X" (or just "X?"): list them. A question about something of X's that is not
         # a paper ("X's h-index") is answered, or declined, like any other question.
@@ -252,7 +256,7 @@ class ExtractiveAnswerer:
                 intent.kind == "list" or (intent.kind == "fact" and not about)):
             return self._by_author(intent.authors, own)
         if intent.kind == "list":
-            return self._list(question, hits)
+            return self._list(question, hits, more)
         if intent.kind == "authors":
             return self._authors(question, hits)
         if intent.kind == "summary":
@@ -409,14 +413,22 @@ class ExtractiveAnswerer:
                        evidence=[(n, f"{h.paper.title}, by {_names(h.paper.authors)}.")
                                  for n, h in own])
 
-    def _list(self, question: str, hits: Sequence[Hit]) -> Extract:
+    def _list(self, question: str, hits: Sequence[Hit], more: Sequence[Hit] = ()) -> Extract:
         """One row per paper whose passage meets the question's criterion, with the sentence that
-        shows it (and its number when a result is asked for)."""
+        shows it (and its number when a result is asked for). `more`: other passages of the
+        listed papers, numbered after `hits`, where a row may find the result its passage lacks."""
         rows = ["| # | Paper | Venue | What the passage says |", "|---|---|---|---|"]
         wants_number = cues.asks_result(question)
         found: list[tuple[int, Hit, _Sentence]] = []
+        # "Which papers improve on BERT?": a paper qualifies by a sentence saying it improves on
+        # (or is compared with) BERT, not by a passage that names BERT as a workload
+        upon = named_terms(cues.improved_upon(question))
+        improving: list[tuple[int, Hit, _Sentence]] = []
         for n, hit in enumerate(hits, 1):
             ranked = self._ranked(question, [None] * (n - 1) + [hit])
+            claim = next((s for s in ranked if _improves_on(s.text, upon)), None) if upon else None
+            if claim is not None:
+                improving.append((n, hit, claim))
             if wants_number:  # the best sentence that gives a number, when one is close
                 numbered = [s for s in ranked[:4] if _has_number(s.text)]
                 ranked = numbered + [s for s in ranked if s not in numbered]
@@ -427,27 +439,59 @@ class ExtractiveAnswerer:
                                                           self.idf)
                 ranked = [named]
             found.append((n, hit, ranked[0]))
-        if found:  # a row must meet the criterion about as well as the best row does
+        if improving:
+            found = improving
+        elif found:  # a row must meet the criterion about as well as the best row does
             top = max(s.score for _, _, s in found)
             found = [f for f in found if f[2].score >= LIST_CUTOFF * top]
         # ... and, when results against something named are asked for ("improve on BERT, by how
         # much"), name it: a paper whose passage never mentions BERT gives no result against it
-        criterion = named_terms(question) if wants_number else []
+        criterion = named_terms(question) if wants_number and not improving else []
         if criterion:
             naming = [f for f in found
                       if any(_Evidence(_record_text(f[1])).has(t) for t in criterion)]
             found = naming or found
-        cited = []
+        results = self._results(question, hits, more) if improving and wants_number else {}
+        cited: list[int] = []
+        evidence: list[tuple[int, str]] = []
+        extra: list[Hit] = []
         for n, hit, sent in found:
             title = hit.paper.title.replace("|", "/")
             venue = (hit.paper.venue_year or "—").replace(" ", "\u00a0")  # "ICLR 2021" unbroken
             said = _cell(sent.text) if sent.position >= 0 else "(the record holds its title only)"
+            result = None if _SCORES.search(sent.text) else results.get(hit.paper.id)
+            if result is not None:  # the claim, then how much, from another of its passages
+                where = n if result[0] is hit else len(hits) + len(extra) + 1
+                if where != n:
+                    extra.append(result[0])
+                said += f" {_cell(result[1], 2 * CELL_WORDS)} [{where}]"  # the figures asked
+                evidence.append((where, result[1]))
+                cited.append(where)
             rows.append(f"| [{n}] | {title} | {venue} | {said.replace('|', '/')} |")
             cited.append(n)
-        if not cited:
+            evidence.append((n, sent.text))
+        if not found:
             return self._fact(question, hits)
-        return Extract("Papers in the library on this:\n\n" + "\n".join(rows), False, cited=cited,
-                       evidence=[(n, s.text) for n, _, s in found])
+        return Extract("Papers in the library on this:\n\n" + "\n".join(rows), False,
+                       cited=sorted(set(cited)), evidence=sorted(evidence), extra=extra)
+
+    def _results(self, question: str, hits: Sequence[Hit], more: Sequence[Hit]
+                 ) -> dict[str, tuple[Hit, str]]:
+        """Per paper, the passage and sentence of score figures that best states a gain ("...
+        achieving improvements on MNLI by +0.9%"), from its passages in `hits` and `more`."""
+        focus = set(key_terms(question))
+        best: dict[str, tuple[float, Hit, str]] = {}
+        for hit in [*hits, *more]:
+            if not hit.chunk.is_evidence or not _SCORES.search(hit.chunk.text):
+                continue
+            for s in self._sentences([hit]):
+                figures = len(_SCORES.findall(s.text))
+                if not figures or not _GAIN.search(s.text):
+                    continue
+                score = len(focus & set(tokenize(s.text))) + 0.1 * min(figures, 5)
+                if score > best.get(hit.paper.id, (-1.0, hit, ""))[0]:
+                    best[hit.paper.id] = (score, hit, s.text)
+        return {pid: (h, t) for pid, (_, h, t) in best.items()}
 
     def _summary(self, question: str, hits: Sequence[Hit]) -> Extract:
         paper = hits[0].paper
@@ -503,6 +547,9 @@ _CONTINUES = re.compile(r"^(This|These|It|They|Such|Specifically|In particular|F
                         r"Namely|Here|We find|We show|Both|The (first|second)|First,|Second,)\b")
 # Score figures ("+0.9%", "(90.2% vs. 91.1%)"): a sentence of several is a result, not a method.
 _SCORES = re.compile(r"[+-]?\d+(?:\.\d+)?\s?%|\b\d+\.\d+\b")
+# A sentence stating a gain: a result worth showing for "by how much".
+_GAIN = re.compile(r"\b(improv\w*|outperform\w*|surpass\w*|better|gains?|boost\w*|higher|"
+                   r"lower|faster|reduc\w*|increas\w*|speed-?ups?|over|versus|vs\.?)\b", re.I)
 
 
 def _with_continuation(ranked: list[_Sentence], all_sents: list[_Sentence]) -> list[_Sentence]:
@@ -531,6 +578,11 @@ def _gives_rate(text: str, per: str) -> bool:
     "a second") or written as a ratio ("12 docs/s")."""
     unit = set(tokenize(per))
     return bool(unit & set(tokenize(text))) or bool(re.search(r"\d\s*\w*\s*/\s*[a-z]", text))
+
+
+def _improves_on(sentence: str, things: Sequence[str]) -> bool:
+    """Whether the sentence says something improves on (or is compared with) one of `things`."""
+    return any(_Evidence(obj).has(t) for obj in cues.improves_on(sentence) for t in things)
 
 
 def _record_text(hit: Hit) -> str:
@@ -673,10 +725,10 @@ def _distinct(sents: Sequence[_Sentence], limit: int) -> list[_Sentence]:
     return chosen
 
 
-def _cell(text: str) -> str:
-    """A table cell: the sentence, cut after CELL_WORDS words."""
+def _cell(text: str, limit: int = CELL_WORDS) -> str:
+    """A table cell: the sentence, cut after `limit` words."""
     words = text.split()
-    return text if len(words) <= CELL_WORDS else " ".join(words[:CELL_WORDS]) + " …"
+    return text if len(words) <= limit else " ".join(words[:limit]) + " …"
 
 
 # Where a paper states its problem, method, result and limits: the abstract, the introduction,

@@ -171,3 +171,27 @@ def test_definition_questions_name_their_term(question: str, term: str) -> None:
 ])
 def test_rate_questions_name_their_unit(question: str, unit: str) -> None:
     assert cues.rate_unit(question) == unit
+
+
+
+@pytest.mark.parametrize(("question", "upon"), [
+    ("Which 2023 papers improve on TideNet, and by how much?", "TideNet"),
+    ("Which papers outperform GlowNet-50 on the harbour benchmark?", "GlowNet-50"),
+    ("What papers are better than Orca-3 at counting fish?", "Orca-3"),
+    ("What is a tide gauge?", ""),
+])
+def test_what_a_question_asks_to_be_improved_upon(question: str, upon: str) -> None:
+    assert cues.improved_upon(question) == upon
+
+
+@pytest.mark.parametrize(("sentence", "objects"), [
+    ("BuoyNet improves the TideNet and WaveNet models using two novel techniques.",
+     ["the TideNet and WaveNet models"]),
+    # what is outperformed are the baselines; TideNet is where (a workload)
+    ("Our planner outperforms greedy and evolutionary baselines on TideNet, GlowNet-101 and "
+     "GlowNet-50.", ["greedy and evolutionary baselines"]),
+    ("It achieves improvements on HarbourQA by +0.9%.", []),  # "improvements on" a benchmark
+    ("Our buoy beats Orca-3 while using half the power.", ["Orca-3"]),
+])
+def test_what_a_sentence_improves_on(sentence: str, objects: list[str]) -> None:
+    assert cues.improves_on(sentence) == objects
