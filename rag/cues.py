@@ -128,6 +128,34 @@ def defined_term(question: str) -> str:
     return " ".join(words)
 
 
+# "What license is X released under?", "which optimizer did they use?": the one noun right after
+# what/which, followed by a verb or preposition, names the kind of thing the answer is.
+_ATTRIBUTE = re.compile(
+    r"\b(?:what|which)\s+(?P<noun>[a-z][a-z-]{2,})\s+(?:is|are|was|were|do|does|did|has|have|"
+    r"had|can|could|would|should|will|they|the|it|its|their|in|under|for|of|to|from|on|by)\b",
+    re.I)
+# Not a kind of thing: verbs, metadata, and relations a clause answers without naming them
+# ("under what condition ..." is answered by "... if its layers contain ...").
+_NOT_ATTRIBUTE = re.compile(
+    r"(?:kind|type|sort|way|one|thing|part|extent|else|exactly|year|venue|conference|journal|"
+    r"date|time|people|person|authors?|is|are|was|were|do|does|did|has|have|had|can|could|"
+    r"would|should|will|happen(?:s|ed)?|makes?|made|"
+    r"conditions?|circumstances?|cases?|reasons?|causes?|assumptions?|sense|degree|level|manner|"
+    r"aspects?|scenarios?|situations?|steps?|stages?|points?)", re.I)
+
+
+def asked_attribute(question: str) -> str:
+    """The kind of thing a question asks for ("license" in "what license is S2ORC released
+    under?"), or '' when it asks for a paper, a part of one, or a number."""
+    m = _ATTRIBUTE.search(question)
+    if not m or asks_quantity(question):
+        return ""
+    noun = m.group("noun")
+    if _GENERIC_HEAD.fullmatch(noun) or _NOT_ATTRIBUTE.fullmatch(noun) or re.fullmatch(
+            _WORKS, noun, re.I):
+        return ""
+    return noun.lower()
+
 _RATE = re.compile(r"\b(?:per|every|each|a)\s+(second|minute|hour|day|week|month|year|"
                    r"sec|s|token|step|epoch|query|request|page|document|gpu|cpu|core)s?\b", re.I)
 

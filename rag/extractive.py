@@ -269,13 +269,15 @@ class ExtractiveAnswerer:
     def unsupported(self, question: str, intent: QueryIntent, hits: Sequence[Hit]) -> str:
         """Why the passages cannot answer the question, or '' when they can.
 
-        Two checks, both about the question's specifics rather than its wording: every thing the
+        Checks about the question's specifics rather than its wording: every thing the
         question names (a coined name, a quoted or capitalised title, 'ResNet-18') must occur in
-        the passages; and a question asking for a quantity ('what batch size', 'how much
-        faster') needs a passage sentence that has a number next to one of its focus terms."""
-        evidence = _Evidence(" ".join(
+        the passages; the kind of thing asked for ('what license') must be spoken of in them;
+        and a question asking for a quantity ('what batch size', 'how much faster') needs a
+        passage sentence that has a number next to one of its focus terms."""
+        joined = " ".join(
             f"{h.paper.title} {' '.join(h.paper.authors)} {h.paper.section or ''} {h.chunk.text}"
-            for h in hits))
+            for h in hits)
+        evidence = _Evidence(joined)
         quantity = cues.asks_quantity(question) and intent.kind not in ("list", "summary")
         term = cues.defined_term(question)
         if term and intent.kind == "fact" and not quantity and not self.library.has_phrase(term):
@@ -287,6 +289,12 @@ class ExtractiveAnswerer:
             # question asks for a quantity of it ("what FID ..."); otherwise it is context.
             if not evidence.has(term) and (quantity or not self.library.has(term)):
                 return f"'{term}' does not occur in the retrieved passages"
+        attribute = cues.asked_attribute(question)
+        if attribute and intent.kind == "fact" and not set(tokenize(attribute)) & set(
+                tokenize(joined)):
+            # "What license is X released under?": passages that never speak of a license do
+            # not state one, however much they say about X
+            return f"no passage mentions a {attribute}"
         if not quantity or intent.kind == "authors":
             return ""
         focus = _quantity_focus(question)

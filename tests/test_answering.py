@@ -300,3 +300,23 @@ def test_the_readme_list_example_lists_improvements_with_their_figures(pipeline)
     assert not any("Memory Placement" in r or "Tables and Text" in r for r in rows), a.text
     for n in a.citations:  # every cited number is a source shown
         assert 1 <= n <= len(a.sources)
+
+
+@pytest.mark.parametrize(("text", "answered"), [
+    ("The buoy dataset holds 40 deployments. It is released with this paper for research.", False),
+    ("The buoy dataset holds 40 deployments. It is released under the CC BY 4.0 license.", True),
+])
+def test_the_kind_of_thing_asked_must_be_spoken_of(minilm, text: str, answered: bool) -> None:
+    """"What license ...": passages that never speak of a license state none."""
+    from rag.extractive import IDF, ExtractiveAnswerer
+    from rag.models import Chunk, Hit, Paper
+    from rag.query import QueryIntent
+
+    paper = Paper(id="p", title="Drifting Buoys for Tides", source="buoys.md", text=text)
+    hits = [Hit(chunk=Chunk(id="c", paper=paper, index=0, text=text), score=1.0)]
+    reader = ExtractiveAnswerer(minilm, IDF([text, "Unrelated text on fish."]), text)
+    a = reader.answer("What license is the buoy dataset released under?",
+                      QueryIntent(kind="fact"), hits)
+    assert a.abstained != answered, (a.reason, a.text)
+    if not answered:
+        assert a.reason == "no passage mentions a license"

@@ -195,3 +195,17 @@ def test_what_a_question_asks_to_be_improved_upon(question: str, upon: str) -> N
 ])
 def test_what_a_sentence_improves_on(sentence: str, objects: list[str]) -> None:
     assert cues.improves_on(sentence) == objects
+
+
+@pytest.mark.parametrize(("question", "attribute"), [
+    ("What license is the buoy dataset released under?", "license"),
+    ("Which optimizer did they train the tide model with?", "optimizer"),
+    ("Which hardware did they run the tide model on?", "hardware"),
+    ("under what condition are the buoys accurate?", ""),  # an "if" clause answers it
+    ("What does the buoy paper propose?", ""),  # a verb, not a kind of thing
+    ("What method do they use?", ""),  # a part of the paper: answered from the passages
+    ("What accuracy does it reach?", ""),  # a quantity: checked as one
+    ("Which recent paper studies tides?", ""),  # an adjective follows: no single noun
+])
+def test_the_kind_of_thing_a_question_asks_for(question: str, attribute: str) -> None:
+    assert cues.asked_attribute(question) == attribute
