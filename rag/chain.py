@@ -23,6 +23,7 @@ from rag.errors import ConfigError, LLMUnavailableError
 from rag.extractive import Extract, ExtractiveAnswerer
 from rag.indexing import Indexer, IndexReport, PaperProgress, Progress
 from rag.llms import get_llm, is_extractive, llm_names
+from rag.memory import release_freed
 from rag.models import Answer, Hit, Paper, SentenceCheck
 from rag.prompting import build_evidence_prompt
 from rag.query import QueryIntent
@@ -72,6 +73,8 @@ def _previous_answer(history: Sequence[Turn]) -> list[str]:
 
 
 MAX_QUESTION_CHARS = 2000
+# At most this often an answer hands freed memory back to the OS (`rag.memory`).
+_RELEASE_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class Pipeline:
         report = Indexer(self.settings, embedder=self.retriever.embedder,
                          store=self.retriever.store).index(list(paths), progress, papers_progress)
         self.retriever.reload()
+        release_freed()  # what parsing, embedding and the reload freed
         return report
 
     def warm_up(self) -> None:
@@ -157,7 +161,10 @@ class Pipeline:
         # 256 word pieces at most, and lexical and sentence scoring grow with its terms.
         question = question[:MAX_QUESTION_CHARS]
         request = Request(question, list(history), filters, k, backend)
-        yield from self.respond(self.search(self.condense(request)))
+        try:
+            yield from self.respond(self.search(self.condense(request)))
+        finally:  # answering from many threads leaves freed memory in malloc's arenas
+            release_freed(every_s=_RELEASE_EVERY_S)
 
     # --- the stages of `answer_stream` (also the steps of the LCEL chain) ----------------------
     def condense(self, request: Request) -> Request:

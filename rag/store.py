@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import StoreError
+from rag.memory import release_freed
 from rag.models import Chunk, Paper, Section
 from rag.settings import Settings
 
@@ -339,6 +340,7 @@ class ChunkStore:
             if system not in SharedSystemClient._identifier_to_system.values():
                 with suppress(Exception):  # already stopped: nothing left to release
                     system.stop()
+                release_freed()  # the stopped System's index and caches, back to the OS
 
         timer = threading.Timer(delay_s, stop)
         timer.daemon = True
