@@ -94,6 +94,35 @@ def clean_ids(chunker: Chunker, files: dict[Path, Path], settings: Settings) -> 
     return out
 
 
+def rewrite_two(library: Path, rng: random.Random) -> None:
+    """Two generated papers rewritten with new text: a run must replace what is stored."""
+    for path in rng.sample(sorted(library.glob("generated-*.pdf")), 2):
+        write_pdf(path, seed=rng.randint(100, 10**6), pages=rng.randint(2, 4))
+
+
+def timed_clean_run(library: Path, data: Path, clean: Ids) -> float:
+    """`rag index` of `library` into `data`, uninterrupted; checks it leaves the clean index and
+    returns how long it took."""
+    started = time.monotonic()
+    subprocess.run(rag_index_cmd(library), env=env_for(data), check=True, capture_output=True,
+                   timeout=1800)
+    took = time.monotonic() - started
+    held = stored_ids(Settings(data_dir=data))[0]
+    assert held == clean, f"an uninterrupted run is not the clean index: {differences(held, clean)}"
+    return took
+
+
+def differences(held: Ids, clean: Ids) -> str:
+    """Per file, what the store holds against the clean index (for a failure message)."""
+    out = []
+    for key in sorted(set(held) | set(clean)):
+        got, want = held.get(key, set()), clean.get(key, set())
+        if got != want:
+            out.append(f"{Path(key).name}: {len(got & want)} of {len(want)} chunks, "
+                       f"{len(got - want)} others")
+    return "; ".join(out) or "none"
+
+
 def stored_ids(settings: Settings) -> tuple[Ids, int]:
     """Chunk ids per file as a freshly opened store holds them, and its count. Opening a new
     Chroma System and running a query proves the store (SQLite and HNSW) opens after a kill."""
@@ -152,12 +181,13 @@ def test_kill_9_during_rag_index(tmp_path: Path, library: Path, minilm) -> None:
     rng = random.Random(seed)
     files = {p: p for p in sorted(library.iterdir())}
     clean = clean_ids(chunker, files, settings)
-    # one clean, uninterrupted run: the reference, and how long a whole run takes
-    started = time.monotonic()
-    subprocess.run(rag_index_cmd(library), env=env_for(tmp_path / "clean"), check=True,
-                   capture_output=True, timeout=1800)
-    full_s = time.monotonic() - started
-    assert stored_ids(Settings(data_dir=tmp_path / "clean"))[0] == clean
+    # Uninterrupted runs: the reference, and how long each kind of run takes, so that a kill
+    # lands anywhere in it: a whole run into an empty store, and a run that replaces two
+    # rewritten papers (it embeds only those, so it is much shorter).
+    full_s = timed_clean_run(library, tmp_path / "clean", clean)
+    rewrite_two(library, rng)
+    clean = clean_ids(chunker, files, settings)
+    rewrite_s = timed_clean_run(library, tmp_path / "clean", clean)
     wanted = size(3, 20)
     kills = rounds = 0
     outcomes = {"whole": 0, "absent": 0, "previous": 0, "both": 0}
@@ -171,12 +201,11 @@ def test_kill_9_during_rag_index(tmp_path: Path, library: Path, minilm) -> None:
                 shutil.rmtree(settings.data_dir, ignore_errors=True)  # from an empty store
             else:  # rewrite two generated papers: the run replaces what is stored
                 before = clean
-                for path in rng.sample(sorted(library.glob("generated-*.pdf")), 2):
-                    write_pdf(path, seed=rng.randint(100, 10**6), pages=rng.randint(2, 4))
+                rewrite_two(library, rng)
                 clean = clean_ids(chunker, files, settings)
             proc = subprocess.Popen(rag_index_cmd(library), env=env_for(settings.data_dir),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(rng.uniform(0.2, 1.0) * full_s)
+            time.sleep(rng.uniform(0.2, 1.0) * (rewrite_s if before else full_s))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
@@ -195,13 +224,15 @@ def test_kill_9_during_rag_index(tmp_path: Path, library: Path, minilm) -> None:
             assert done.returncode == 0, f"the run after a kill failed: {done.stderr[-2000:]}"
             held, count = stored_ids(settings)
             assert held == clean and count == sum(len(v) for v in clean.values()), (
-                "after the next run the store is not the clean index")
+                "after the next run the store is not the clean index: "
+                f"{differences(held, clean)}; the run skipped {json.loads(done.stdout)['skipped']}")
     except BaseException as exc:
         problem = f"**failed** after {kills} kills: {str(exc).splitlines()[0][:200]}"
         raise
     finally:
         record("kill -9 during `rag index`",
-               f"SIGKILL at a random moment (0.2-1.0 x a whole run, {full_s:.0f} s) of `rag index` "
+               f"SIGKILL at a random moment (0.2-1.0 x a whole run: {full_s:.0f} s from empty, "
+               f"{rewrite_s:.0f} s after a rewrite) of `rag index` "
                f"over {len(files)} PDFs ({len(files) - size(3, 8)} real, {size(3, 8)} generated); "
                "every other round two generated papers rewritten first (seed "
                f"{seed})", f"{kills} kills in {rounds} rounds ({mid_run} with some papers "
