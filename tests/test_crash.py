@@ -166,7 +166,7 @@ def library(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "library"
     folder.mkdir()
     real = sorted(REAL.glob("*.pdf")) if STRESS else [REAL / n for n in SMALL_REAL]
-    assert all(p.exists() for p in real), f"the real papers are missing from {REAL}"
+    assert real and all(p.exists() for p in real), f"the real papers are missing from {REAL}"
     for src in real:
         shutil.copyfile(src, folder / src.name)
     for i in range(size(3, 8)):
