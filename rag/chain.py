@@ -214,7 +214,8 @@ class Pipeline:
         if sa.intent.kind == "summary" and hits:
             yield from self._summary(base, hits, sa.intent.paper_ids, started)
             return
-        if is_extractive(backend) or sa.intent.kind == "list":
+        # a table of papers or an address is metadata laid out, with nothing to rewrite
+        if is_extractive(backend) or sa.intent.kind in ("list", "link"):
             yield from self._stream_extractive(base, extract, started)
             return
         yield from self._stream_llm(base, sa.query if sa.carried else question, extract, backend,

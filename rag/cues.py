@@ -8,7 +8,8 @@ One vocabulary per cue, shared by question analysis (`rag.query`) and answer bui
 - summary: a paper's gist is asked for ("summarise", "what is X about", "tl;dr");
 - authors: the people behind a paper ("who wrote", "authors of");
 - comparison: how two things differ ("how does X differ from Y", "X vs Y", "compared to");
-- which: one paper or method is to be named ("which paper ...", "is there a paper ...").
+- which: one paper or method is to be named ("which paper ...", "is there a paper ...");
+- link: where a paper is found ("the arXiv id of", "a link to", "its URL", "where can I read").
 
 The cues are about the form of English questions, never about a topic, so they hold for any
 library. Pure regular expressions; nothing here reads the library or calls a model.
@@ -53,6 +54,9 @@ COMPARISON = re.compile(
 # paper"), not somewhere later in the sentence ("what did raters give the model").
 WHICH = re.compile(r"\b(which|what|is there an?y?|name the)\s+(?:[\w'-]+\s+){0,3}?(paper|talk|work|"
                    r"article|oral|tutorial|method|model|benchmark)s?\b", re.I)
+LINK = re.compile(r"\b(arxiv (id|identifier|number|link|page|version)|urls?|links? (to|for)|"
+                  r"web ?(page|address)|doi|where (can|do|could) (i|we|one) (find|read|get|"
+                  r"download))\b", re.I)
 # "by how much", "what result": each answer row should carry its number.
 RESULT = re.compile(r"\b(by how much|how much (better|worse|faster|higher|lower)|what results?|"
                     r"improve[sd]? .{0,40}\bby\b|gains?)\b", re.I)
@@ -186,6 +190,10 @@ def asks_authors(question: str) -> bool:
 
 def asks_comparison(question: str) -> bool:
     return bool(COMPARISON.search(question))
+
+
+def asks_link(question: str) -> bool:
+    return bool(LINK.search(question))
 
 
 def asks_which(question: str) -> bool:

@@ -36,7 +36,8 @@ _SCAFFOLD = set(tokenize(
     "findings nutshell tell explain describe describes use used uses "
     "using library article articles talk talks introduce introduces show shows find finds "
     "question does did get gets make makes look looks deal deals report reports according "
-    "compared compare original"
+    "compared compare original "
+    "link links url urls arxiv id identifier doi address download"  # where a paper is found
 ))
 _MARKUP = re.compile(r"(\*\*[^*]{1,40}\*\*:?|^#+\s*|^\s*[-*•]\s+|\[\d+\]\s*|\(Show abstract\))", re.M)
 _METADATA_LINE = re.compile(r"^(Authors?|Conference|URL|Link|TL;DR)\s*:", re.I)
@@ -259,6 +260,8 @@ class ExtractiveAnswerer:
             return self._list(question, hits, more)
         if intent.kind == "authors":
             return self._authors(question, hits)
+        if intent.kind == "link":
+            return self._link(question, hits)
         if intent.kind == "summary":
             return self._summary(question, hits)
         # "Which paper ...?" selects a paper; once the question names one, it asks about it.
@@ -285,6 +288,8 @@ class ExtractiveAnswerer:
             # it, however close its passages on decoding are
             return f"the library never mentions '{term}'"
         for term in named_terms(question):
+            if intent.kind == "link" and re.fullmatch(r"arxiv|doi|url", term, re.I):
+                continue  # where the paper is found: its record's address, not its text
             # Absent from the passages: fatal when the library lacks it altogether, or when the
             # question asks for a quantity of it ("what FID ..."); otherwise it is context.
             if not evidence.has(term) and (quantity or not self.library.has(term)):
@@ -410,6 +415,17 @@ class ExtractiveAnswerer:
         text = f"**{p.title}**{vy} was written by {', '.join(p.authors)} [1]."
         return Extract(text, False, cited=[1],
                        evidence=[(1, f"{p.title} was written by {', '.join(p.authors)}.")])
+
+    def _link(self, question: str, hits: Sequence[Hit]) -> Extract:
+        """Where the paper is: its address from the record (a listing's URL, a PDF's arXiv
+        stamp); without one, whatever its passages say."""
+        p = hits[0].paper
+        if not p.url:
+            return self._fact(question, hits)
+        arxiv = re.fullmatch(r"https?://arxiv\.org/abs/(.+)", p.url)
+        where = f"arXiv:{arxiv.group(1)}, {p.url}" if arxiv else p.url
+        text = f"**{p.title}**: {where} [1]."
+        return Extract(text, False, cited=[1], evidence=[(1, f"{p.title}: {where}.")])
 
     def _by_author(self, authors: Sequence[str], own: Sequence[tuple[int, Hit]]) -> Extract:
         who = " / ".join(a.title() for a in authors)

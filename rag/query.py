@@ -32,7 +32,7 @@ _YEAR = re.compile(r"(?:'|’|\b)(\d{2}|(?:19|20)\d{2})\b")
 class QueryIntent:
     """What `analyse` understood of a question."""
 
-    kind: str = "fact"  # fact | list | authors | summary
+    kind: str = "fact"  # fact | list | authors | summary | link
     venue: str | None = None
     year: int | None = None
     paper_ids: list[str] = field(default_factory=list)
@@ -57,6 +57,8 @@ def _kind(question: str) -> str:
                 else "list")
     if cues.asks_list(question):
         return "list"
+    if cues.asks_link(question):
+        return "link"
     return "fact"
 
 

@@ -320,3 +320,27 @@ def test_the_kind_of_thing_asked_must_be_spoken_of(minilm, text: str, answered: 
     assert a.abstained != answered, (a.reason, a.text)
     if not answered:
         assert a.reason == "no passage mentions a license"
+
+
+def test_a_link_question_answers_with_the_papers_address(pipeline) -> None:
+    a = pipeline.answer("What's the link to the DeBERTa paper?")
+    assert "https://openreview.net/forum?id=XPZIaotutsD" in a.text and a.citations == [1], a.text
+
+
+def test_a_link_answer_names_the_arxiv_id_and_without_an_address_reads_the_passages(minilm
+                                                                                   ) -> None:
+    from rag.extractive import IDF, ExtractiveAnswerer
+    from rag.models import Chunk, Hit, Paper
+    from rag.query import QueryIntent
+
+    text = "We measure tides with drifting buoys. The buoys report GPS height every minute."
+    hits = {url: [Hit(chunk=Chunk(id="c", paper=Paper(
+        id="p", title="Drifting Buoys for Tides", source="buoys.pdf", text=text, url=url),
+        index=0, text=text), score=1.0)] for url in ("https://arxiv.org/abs/2401.01234v2", None)}
+    reader = ExtractiveAnswerer(minilm, IDF([text, "Unrelated text on fish."]), text)
+    a = reader.answer("What's the arXiv id of the buoy paper?", QueryIntent(kind="link"),
+                      hits["https://arxiv.org/abs/2401.01234v2"])
+    assert a.text.startswith("**Drifting Buoys for Tides**: arXiv:2401.01234v2, https://"), a.text
+    plain = reader.answer("What's the arXiv id of the buoy paper?", QueryIntent(kind="link"),
+                          hits[None])
+    assert "arXiv:" not in plain.text  # nothing invented: the passages, or a refusal

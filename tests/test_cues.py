@@ -209,3 +209,15 @@ def test_what_a_sentence_improves_on(sentence: str, objects: list[str]) -> None:
 ])
 def test_the_kind_of_thing_a_question_asks_for(question: str, attribute: str) -> None:
     assert cues.asked_attribute(question) == attribute
+
+
+@pytest.mark.parametrize(("question", "link"), [
+    ("What's the arXiv id of the buoy paper?", True),
+    ("Give me a link to the tide gauge paper", True),
+    ("Where can I read the buoy paper?", True),
+    ("What is the DOI of the buoy paper?", True),
+    ("How do buoys link tide height to GPS?", False),
+    ("Which papers study links between tides and storms?", False),
+])
+def test_link_cues(question: str, link: bool) -> None:
+    assert cues.asks_link(question) == link

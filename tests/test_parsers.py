@@ -91,7 +91,7 @@ def test_public_names_are_pinned():
     assert sorted(pkg.__all__) == sorted(["FORMATS", "PARSER_VERSION", "SUPPORTED_SUFFIXES",
                                           "ParseLimits", "detect_format", "parse_file",
                                           "parse_text"])
-    assert PARSER_VERSION == "3"  # 3: a PDF page's small print follows its body text
+    assert PARSER_VERSION == "4"  # 4: a PDF's arXiv stamp gives the paper's URL
     assert SUPPORTED_SUFFIXES == (".md", ".markdown", ".txt", ".text", ".pdf")
     assert FORMATS[-2:] == (markdown, text), "generic formats must be tried last"
 

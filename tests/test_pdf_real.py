@@ -88,6 +88,15 @@ def test_text_is_clean(name: str) -> None:
     assert not looks_garbled(p.text)
 
 
+@pytest.mark.parametrize(("name", "url"), [
+    ("layout-parser-paper-with-empty-pages.pdf", "https://arxiv.org/abs/2103.15348v2"),
+    ("2206.10883v3.pdf", "https://arxiv.org/abs/2206.10883v3"),
+    ("2020.acl-main.447.pdf", None),  # an ACL paper carries no arXiv stamp
+])
+def test_the_arxiv_stamp_gives_the_url(name: str, url: str | None) -> None:
+    assert paper(REAL / name).url == url
+
+
 def test_running_headers_and_page_numbers_are_removed() -> None:
     p = paper(REAL / "2302.07302v1.pdf")
     lines = [ln.strip() for ln in p.text.split("\n")]

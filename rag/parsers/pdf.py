@@ -19,7 +19,7 @@ hyphens (U+FFFE) so broken words can be joined safely.
 PyMuPDF (AGPL) is not an option.
 
 Text: PDFium's text of each page in its reading order, lines set at an angle to the page's
-text (the arXiv side stamp) left out, running headers, footers and page numbers (lines that
+text (the arXiv side stamp: its identifier becomes the paper's URL) left out, running headers, footers and page numbers (lines that
 repeat at the top or bottom of many pages, lone numbers there) removed, words hyphenated across
 line ends joined again, ligatures and math letters folded by NFKC (ﬁ -> fi, 𝑎 -> a). Pages are
 separated by a blank line and `page_starts` records where each begins, so chunks can cite pages.
@@ -98,6 +98,7 @@ def parse_pdf(data: bytes, source: str) -> list[Paper]:
         chars, (top, height) = _first_page_chars(doc)
         meta = _metadata(doc)
         unmapped = _unicode_map_errors(doc)
+        url = _arxiv_url(doc)
     finally:
         doc.close()
     pages = _strip_running_lines(pages)
@@ -116,7 +117,7 @@ def parse_pdf(data: bytes, source: str) -> list[Paper]:
     warnings.extend(_text_warnings(text, len(pages), unmapped))
     if not any(s.kind != "front" for s in sections):
         warnings.append("no section headings found")
-    draft = Draft(title=title, text=text, authors=authors, page_starts=tuple(starts),
+    draft = Draft(title=title, text=text, authors=authors, url=url, page_starts=tuple(starts),
                   pages=len(pages), sections=tuple(sections), warnings=tuple(warnings))
     return finish([draft], source)
 
@@ -491,6 +492,28 @@ def _text_warnings(text: str, pages: int, unmapped: int) -> list[str]:
     if unmapped > 50 or looks_garbled(text):
         out.append("garbled text: the PDF's fonts do not map many glyphs to letters")
     return out
+
+
+# "arXiv:2103.15348v2 [cs.CV] 21 Jun 2021" (the side stamp arXiv puts on page 1), or an old-style
+# identifier ("arXiv:cs/0112017v1").
+_ARXIV_ID = re.compile(r"\barXiv:\s?(\d{4}\.\d{4,5}(?:v\d+)?|[a-z-]+(?:\.[A-Z]{2})?/\d{7}(?:v\d+)?)")
+
+
+def _arxiv_url(doc: Any) -> str | None:
+    """The paper's arXiv address, from the identifier stamped on page 1 (the stamp is left out
+    of the text, which it would break in the middle; the address is what a reader wants of it)."""
+    try:
+        page = doc[0]
+        tp = page.get_textpage()
+        try:
+            raw = tp.get_text_range()
+        finally:
+            tp.close()
+            page.close()
+    except Exception:  # a damaged first page: no address, the rest still reads
+        return None
+    m = _ARXIV_ID.search(raw)
+    return f"https://arxiv.org/abs/{m.group(1)}" if m else None
 
 
 # --- fallbacks --------------------------------------------------------------------------------
