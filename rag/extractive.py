@@ -58,6 +58,8 @@ _CITATION = re.compile(r"\([^()]*\b(1[89]|20)\d\d[a-z]?\)|\bet al\.,?\s*\(?(1[89
 # What opens a sentence without being part of it: an enumerator ("(2) We used ...", "ii) ...")
 # or a footnote mark glued to the sentence after it ("5 PDFs are not ..."). Left in, it reads as
 # debris and counts as a number.
+# A heading's number ("3.2 ", "A "), which the sentence text has lost (`_LEADING_MARK`).
+_SECTION_NUMBER = re.compile(r"^(?:\d{1,2}|[A-Z])(?:\.\d{1,2}){0,3}\.?\s+(?=\S)")
 _LEADING_MARK = re.compile(r"^(\(?(\d{1,2}|[ivx]{1,4}|[a-h])\)\s+|\d{1,2}\s+(?=[A-Z][a-z]))")
 # Lengths, chosen for the reader (not for any scorer):
 # - a fact answer is the sentence that answers, the one that continues it when it does, and up
@@ -75,6 +77,7 @@ SUMMARY_CANDIDATES = 40
 # - a table cell is one sentence, cut at a reading span of about 35 words so every row of a
 #   table stays a few lines high in a chat column;
 CELL_WORDS = 35
+RESTATED = 0.7  # share of a sentence's words found in one already chosen: a restatement
 # A sentence that answers "nearly as well" as the best one scores at least this share of it.
 RELATIVE_CUTOFF = 0.5
 # A sentence from another paper than the best sentence's joins a fact answer only when it
@@ -331,7 +334,8 @@ class ExtractiveAnswerer:
         qv = self.embedder.embed([question])[0] if question else centroid
         for s, v in zip(sents, vecs, strict=True):
             s.role = _role(s.text)
-            s.score = (_dot(v, centroid) + 0.5 * _dot(v, qv) + (0.15 if s.position == 0 else 0.0)
+            opens = s.position == 0 and _opens_section(passages[s.hit_no - 1])
+            s.score = (_dot(v, centroid) + 0.5 * _dot(v, qv) + (0.15 if opens else 0.0)
                        + (0.1 if s.role != 1 or _METHOD.search(s.text) else 0.0))
         ranked = sorted(sents, key=lambda s: -s.score)
         chosen: list[_Sentence] = []
@@ -535,8 +539,10 @@ class ExtractiveAnswerer:
             heading = hit.chunk.section or ""
             for pos, (a, b) in enumerate(sentence_spans(text)):
                 s = clean(text[a:b])
-                if heading and s.startswith(heading + " "):  # "Abstract While ..." -> "While ..."
-                    s = s[len(heading):].strip()
+                for head in (heading, _SECTION_NUMBER.sub("", heading)):
+                    if head and s.startswith(head + " "):  # "Abstract While ..." -> "While ..."
+                        s = s[len(head):].strip()
+                        break
                 markup = _MARKUP_TOKENS.search(s)
                 if markup:  # the sentence ends where markup begins (it ran on into it)
                     s = s[:markup.start()].strip()
@@ -741,11 +747,19 @@ def _same_paper(pool: Sequence[Hit | None], a: _Sentence, b: _Sentence) -> bool:
 
 
 def _distinct(sents: Sequence[_Sentence], limit: int) -> list[_Sentence]:
-    """The first `limit` sentences, each text once."""
+    """The first `limit` sentences, each said once: a restatement (most of its words already in
+    a chosen sentence, as a paper states its method in the abstract, the introduction and the
+    conclusion) is left out."""
     chosen: list[_Sentence] = []
+    said: list[set[str]] = []
     for s in sents:
-        if len(chosen) < limit and all(s.text != c.text for c in chosen):
-            chosen.append(s)
+        if len(chosen) >= limit:
+            break
+        words = set(tokenize(s.text))
+        if any(len(words & w) >= RESTATED * len(words) for w in said):
+            continue
+        chosen.append(s)
+        said.append(words)
     return chosen
 
 
@@ -764,7 +778,7 @@ _PROBLEM = re.compile(r"\b(problem|challeng\w*|difficult\w*|lack\w*|limited|rema
                       r"little (work|attention)|recent(ly)?|existing|prior|previous(ly)?|"
                       r"current(ly)?|traditional(ly)?|typically)\b", re.I)
 _OWN = re.compile(r"\b(we|our|us|this (paper|work|study))\b", re.I)
-_METHOD = re.compile(r"\b(we|this (paper|work)|our)\s+(\w+\s+)?(propose|present|introduce|"
+_METHOD = re.compile(r"\b(we(?:['’]ve| have)?|this (paper|work)|our)\s+(\w+\s+)?(propose|present|introduce|"
                      r"develop|build|release|describe|design|argue|construct|create|study|"
                      r"approach|method|system|toolkit|framework|model)\w*", re.I)
 _RESULT = re.compile(r"\b(results?|show(s|ed|n)?|outperform\w*|achiev\w*|improv\w*|"
@@ -783,6 +797,16 @@ def _role(text: str) -> int:
     if _PROBLEM.search(text) and not _OWN.search(text):  # the field's state, not this paper's
         return 0
     return 2 if _RESULT.search(text) else 1
+
+
+def _opens_section(hit: Hit) -> bool:
+    """Whether the passage begins its section (or its record): a summary's opening sentence is
+    where authors state what a section is about, not wherever a chunk happens to start."""
+    if not hit.chunk.section:
+        return hit.chunk.index == 0
+    first_line = hit.chunk.text.lstrip().split("\n", 1)[0]
+    return first_line.strip() == hit.chunk.section or hit.chunk.text.lstrip().startswith(
+        hit.chunk.section + " ")
 
 
 def _overview_rank(hit: Hit) -> int:

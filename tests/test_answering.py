@@ -344,3 +344,21 @@ def test_a_link_answer_names_the_arxiv_id_and_without_an_address_reads_the_passa
     plain = reader.answer("What's the arXiv id of the buoy paper?", QueryIntent(kind="link"),
                           hits[None])
     assert "arXiv:" not in plain.text  # nothing invented: the passages, or a refusal
+
+
+def test_a_summary_states_the_method_once_and_without_its_heading(minilm) -> None:
+    """Authors restate their method in the abstract, the introduction and the conclusion: the
+    summary says it once; "we've introduced" states a method; a numbered heading that opens a
+    passage ("5 Conclusion") is not part of the sentence."""
+    from rag.extractive import _distinct, _role, _Sentence
+
+    assert _role("In this work, we’ve introduced a network of drifting buoys.") == 1
+    said = [_Sentence("We introduce BuoyNet, an open-source toolkit for measuring tides.", 1, 0),
+            _Sentence("We introduce BuoyNet, an open-source toolkit for tides.", 2, 0),
+            _Sentence("Across 40 deployments the buoys stayed within 4.2 cm of the gauges.", 3, 0)]
+    assert [s.hit_no for s in _distinct(said, 5)] == [1, 3]
+    hits = _paper_hits([("5 Conclusion", "body", "5 Conclusion\nIn this work, we’ve introduced "
+                         "cheap drifting buoys that measure tides from GPS. They stayed within "
+                         "4.2 cm of the gauges.")])
+    body = _answerer(minilm, hits).summarise(hits[0].paper, hits).text.split("\n\n")[-1]
+    assert body.startswith("In this work, we’ve introduced"), body
