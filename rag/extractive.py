@@ -479,7 +479,9 @@ class ExtractiveAnswerer:
             naming = [f for f in found
                       if any(_Evidence(_record_text(f[1])).has(t) for t in criterion)]
             found = naming or found
-        results = self._results(question, hits, more) if improving and wants_number else {}
+        listed = {h.paper.id for _, h, _ in improving} if wants_number else set()
+        results = self._results(question, [h for h in hits if h.paper.id in listed],
+                                [h for h in more if h.paper.id in listed]) if listed else {}
         cited: list[int] = []
         evidence: list[tuple[int, str]] = []
         extra: list[Hit] = []

@@ -19,10 +19,10 @@ hyphens (U+FFFE) so broken words can be joined safely.
 PyMuPDF (AGPL) is not an option.
 
 Text: PDFium's text of each page in its reading order, lines set at an angle to the page's
-text (the arXiv side stamp: its identifier becomes the paper's URL) left out, running headers, footers and page numbers (lines that
-repeat at the top or bottom of many pages, lone numbers there) removed, words hyphenated across
-line ends joined again, ligatures and math letters folded by NFKC (ﬁ -> fi, 𝑎 -> a). Pages are
-separated by a blank line and `page_starts` records where each begins, so chunks can cite pages.
+text (the arXiv side stamp: its identifier becomes the paper's URL) left out, running headers,
+footers and page numbers (lines that repeat at the top or bottom of many pages, lone numbers
+there) removed, words hyphenated across line ends joined again, ligatures and math letters
+folded by NFKC (ﬁ -> fi, 𝑎 -> a). Pages are separated by a blank line and `page_starts` records where each begins, so chunks can cite pages.
 
 Sections: headings are lines in a bigger or bold font (or, when the font is unknown, lines
 whose numbering continues the previous heading's) that read "3.2 Experiments", "A Details", or
