@@ -14,7 +14,7 @@ import load_fixtures
 import pytest
 from app_fixtures import copy_index, start_app, stop_app
 from load_fixtures import load_avg, run_users, usage
-from stress import record, size
+from stress import STRESS, record, size
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 served_app = load_fixtures.served_app
@@ -69,11 +69,16 @@ def test_burst_of_users_extractive(served_app: Any) -> None:
 
 
 def test_burst_of_users_local_model(served_app: Any) -> None:
-    users, questions = size(2, 4), size(1, 3)
-    _burst(served_app, "Load burst, local model (llamacpp)",
-           users, 3600, f"{users} gradio_client users x {questions} questions to `/ask` with "
-           "the local model (llamacpp, Gemma 3 270M) against `python app.py`",
-           backend="llamacpp", questions=questions)
+    """`make test`: 2 users, one question each; `make stress`: 4 users asking for 2 minutes."""
+    if STRESS:
+        users, seconds, kw = 4, 120.0, {}
+        what = "4 gradio_client users asking `/ask` (6 questions in turn) for 120 s"
+    else:
+        users, seconds, kw = 2, 3600.0, {"questions": 1}
+        what = "2 gradio_client users x 1 question to `/ask`"
+    _burst(served_app, "Load burst, local model (llamacpp)", users, seconds,
+           f"{what} with the local model (llamacpp, Gemma 3 270M) against `python app.py`",
+           backend="llamacpp", **kw)
 
 
 def test_a_full_queue_refuses_cleanly_and_serves_the_rest(small_queue_app: Any) -> None:
