@@ -95,7 +95,17 @@ LIBRARY_SELF = re.compile(
 
 def without_library_words(question: str) -> str:
     """The question with the words naming the library itself removed (for searching)."""
-    return re.sub(r"\s{2,}", " ", LIBRARY_SELF.sub(" ", question)).strip()
+    return _without(LIBRARY_SELF, question)
+
+
+def without_link_words(question: str) -> str:
+    """The question without its ask for an address ("the arXiv id of", "a link to"): the form
+    of a link question, not what it is about, so no passage has to contain it."""
+    return _without(LINK, question)
+
+
+def _without(cue: re.Pattern[str], question: str) -> str:
+    return re.sub(r"\s{2,}", " ", cue.sub(" ", question)).strip()
 
 
 # "What is X?", "what does X mean?", "define X": X is a term the answer must define.

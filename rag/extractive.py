@@ -36,8 +36,7 @@ _SCAFFOLD = set(tokenize(
     "findings nutshell tell explain describe describes use used uses "
     "using library article articles talk talks introduce introduces show shows find finds "
     "question does did get gets make makes look looks deal deals report reports according "
-    "compared compare original "
-    "link links url urls arxiv id identifier doi address download"  # where a paper is found
+    "compared compare original"
 ))
 _MARKUP = re.compile(r"(\*\*[^*]{1,40}\*\*:?|^#+\s*|^\s*[-*•]\s+|\[\d+\]\s*|\(Show abstract\))", re.M)
 _METADATA_LINE = re.compile(r"^(Authors?|Conference|URL|Link|TL;DR)\s*:", re.I)
@@ -229,6 +228,8 @@ class ExtractiveAnswerer:
         question was completed from the conversation: its form decides the kind of answer.
         `more`: other passages of the hits' papers, which a list may cite for a result (they
         are then in `Extract.extra`)."""
+        if intent.kind == "link":  # "the arXiv id of X": the record answers; X is what is asked
+            question = cues.without_link_words(question) or question
         declined, relevance = self.declines(question, intent, hits)
         if declined is not None:
             return declined
@@ -291,8 +292,6 @@ class ExtractiveAnswerer:
             # it, however close its passages on decoding are
             return f"the library never mentions '{term}'"
         for term in named_terms(question):
-            if intent.kind == "link" and re.fullmatch(r"arxiv|doi|url", term, re.I):
-                continue  # where the paper is found: its record's address, not its text
             # Absent from the passages: fatal when the library lacks it altogether, or when the
             # question asks for a quantity of it ("what FID ..."); otherwise it is context.
             if not evidence.has(term) and (quantity or not self.library.has(term)):
@@ -455,8 +454,8 @@ class ExtractiveAnswerer:
         for n, hit in enumerate(hits, 1):
             ranked = self._ranked(question, [None] * (n - 1) + [hit])
             claim = next((s for s in ranked if _improves_on(s.text, upon)), None) if upon else None
-            if claim is not None:
-                improving.append((n, hit, claim))
+            if claim is not None and all(h.paper.id != hit.paper.id for _, h, _ in improving):
+                improving.append((n, hit, claim))  # one row per paper: its best-ranked passage
             if wants_number:  # the best sentence that gives a number, when one is close
                 numbered = [s for s in ranked[:4] if _has_number(s.text)]
                 ranked = numbered + [s for s in ranked if s not in numbered]
@@ -491,9 +490,10 @@ class ExtractiveAnswerer:
             said = _cell(sent.text) if sent.position >= 0 else "(the record holds its title only)"
             result = None if _SCORES.search(sent.text) else results.get(hit.paper.id)
             if result is not None:  # the claim, then how much, from another of its passages
-                where = n if result[0] is hit else len(hits) + len(extra) + 1
-                if where != n:
+                where = next((i for i, h in enumerate(hits, 1) if h is result[0]), 0)
+                if not where:  # a passage beyond the hits: numbered after them
                     extra.append(result[0])
+                    where = len(hits) + len(extra)
                 said += f" {_cell(result[1], 2 * CELL_WORDS)} [{where}]"  # the figures asked
                 evidence.append((where, result[1]))
                 cited.append(where)

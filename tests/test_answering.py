@@ -208,17 +208,24 @@ def test_a_term_the_library_never_uses_is_not_defined(pipeline) -> None:
 
 
 
-def test_a_quantity_answer_opens_with_a_number(minilm) -> None:
+def _one_passage(minilm, title: str, text: str, url: str | None = None):
+    """A reader of a library holding one paper of one passage (and an unrelated text), and that
+    passage as the hits."""
     from rag.extractive import IDF, ExtractiveAnswerer
     from rag.models import Chunk, Hit, Paper
+
+    paper = Paper(id="p", title=title, source="paper.md", text=text, url=url)
+    hits = [Hit(chunk=Chunk(id="c", paper=paper, index=0, text=text), score=1.0)]
+    return ExtractiveAnswerer(minilm, IDF([text, "Unrelated text on fish."]), text), hits
+
+
+def test_a_quantity_answer_opens_with_a_number(minilm) -> None:
     from rag.query import QueryIntent
 
     text = ("The lab study of the reading tool took place at our university over one week. "
             "We recruited ten participants for the lab sessions from three universities. "
             "Each session of the study lasted about an hour.")
-    paper = Paper(id="p", title="A Reading Tool", source="tool.md", text=text)
-    hits = [Hit(chunk=Chunk(id="c", paper=paper, index=0, text=text), score=1.0)]
-    reader = ExtractiveAnswerer(minilm, IDF([text, "Unrelated text on tides."]), text)
+    reader, hits = _one_passage(minilm, "A Reading Tool", text)
     a = reader.answer("How many people took part in the lab study of the reading tool?",
                       QueryIntent(kind="fact"), hits)
     assert not a.abstained, a.reason
@@ -234,13 +241,9 @@ def test_a_quantity_answer_opens_with_a_number(minilm) -> None:
 ])
 def test_a_rate_needs_a_rate(minilm, text: str, answered: bool) -> None:
     """"How many X per second": a sentence with a number and X but no rate does not answer."""
-    from rag.extractive import IDF, ExtractiveAnswerer
-    from rag.models import Chunk, Hit, Paper
     from rag.query import QueryIntent
 
-    paper = Paper(id="p", title="A Document Reader", source="reader.md", text=text)
-    hits = [Hit(chunk=Chunk(id="c", paper=paper, index=0, text=text), score=1.0)]
-    reader = ExtractiveAnswerer(minilm, IDF([text, "Unrelated text on tides."]), text)
+    reader, hits = _one_passage(minilm, "A Document Reader", text)
     a = reader.answer("How many documents per second can the toolkit process on one CPU?",
                       QueryIntent(kind="fact"), hits)
     assert a.abstained != answered, (a.reason, a.text)
@@ -290,6 +293,13 @@ def test_improvement_lists_keep_papers_that_improve_on_it_and_say_by_how_much(mi
     assert len(rows) == 1 and rows[0].startswith("| [1] | BuoyNet"), a.text
     assert "12%" in rows[0] and rows[0].rstrip(" |").endswith("[4]"), rows[0]
     assert a.extra == more and a.cited == [1, 4], (a.extra, a.cited)
+    # the result passage among the hits already: cited by its number there, not added again
+    again = reader.answer("Which papers improve on TideNet, and by how much?",
+                          QueryIntent(kind="list"), [*hits, *more])
+    rows = [r for r in again.text.splitlines() if r.startswith("| [")]
+    assert len(rows) == 1, rows  # one row per paper
+    assert rows[0].rstrip(" |").endswith("12% (4.1 cm vs. 4.7 cm) on coastal data. [4]"), rows
+    assert again.extra == [] and again.cited == [1, 4], (again.extra, again.cited)
 
 
 def test_the_readme_list_example_lists_improvements_with_their_figures(pipeline) -> None:
@@ -308,13 +318,9 @@ def test_the_readme_list_example_lists_improvements_with_their_figures(pipeline)
 ])
 def test_the_kind_of_thing_asked_must_be_spoken_of(minilm, text: str, answered: bool) -> None:
     """"What license ...": passages that never speak of a license state none."""
-    from rag.extractive import IDF, ExtractiveAnswerer
-    from rag.models import Chunk, Hit, Paper
     from rag.query import QueryIntent
 
-    paper = Paper(id="p", title="Drifting Buoys for Tides", source="buoys.md", text=text)
-    hits = [Hit(chunk=Chunk(id="c", paper=paper, index=0, text=text), score=1.0)]
-    reader = ExtractiveAnswerer(minilm, IDF([text, "Unrelated text on fish."]), text)
+    reader, hits = _one_passage(minilm, "Drifting Buoys for Tides", text)
     a = reader.answer("What license is the buoy dataset released under?",
                       QueryIntent(kind="fact"), hits)
     assert a.abstained != answered, (a.reason, a.text)
@@ -329,21 +335,19 @@ def test_a_link_question_answers_with_the_papers_address(pipeline) -> None:
 
 def test_a_link_answer_names_the_arxiv_id_and_without_an_address_reads_the_passages(minilm
                                                                                    ) -> None:
-    from rag.extractive import IDF, ExtractiveAnswerer
-    from rag.models import Chunk, Hit, Paper
+    from rag.extractive import key_terms
     from rag.query import QueryIntent
 
     text = "We measure tides with drifting buoys. The buoys report GPS height every minute."
-    hits = {url: [Hit(chunk=Chunk(id="c", paper=Paper(
-        id="p", title="Drifting Buoys for Tides", source="buoys.pdf", text=text, url=url),
-        index=0, text=text), score=1.0)] for url in ("https://arxiv.org/abs/2401.01234v2", None)}
-    reader = ExtractiveAnswerer(minilm, IDF([text, "Unrelated text on fish."]), text)
-    a = reader.answer("What's the arXiv id of the buoy paper?", QueryIntent(kind="link"),
-                      hits["https://arxiv.org/abs/2401.01234v2"])
-    assert a.text.startswith("**Drifting Buoys for Tides**: arXiv:2401.01234v2, https://"), a.text
-    plain = reader.answer("What's the arXiv id of the buoy paper?", QueryIntent(kind="link"),
-                          hits[None])
+    question = "What's the arXiv id of the buoy paper?"  # 'arXiv' occurs in no passage
+    reader, hits = _one_passage(minilm, "Drifting Buoys", text, "https://arxiv.org/abs/2401.01234v2")
+    a = reader.answer(question, QueryIntent(kind="link"), hits)
+    assert a.text.startswith("**Drifting Buoys**: arXiv:2401.01234v2, https://"), (a.reason, a.text)
+    reader, hits = _one_passage(minilm, "Drifting Buoys", text)
+    plain = reader.answer(question, QueryIntent(kind="link"), hits)
     assert "arXiv:" not in plain.text  # nothing invented: the passages, or a refusal
+    # the ask for an address is set aside for link questions only: a topic keeps its words
+    assert "link" in key_terms("Which papers study link prediction?")
 
 
 def test_a_summary_states_the_method_once_and_without_its_heading(minilm) -> None:
