@@ -9,6 +9,7 @@ generated sentence is checked against the passage it cites before it is kept.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -17,16 +18,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rag import cues
+from rag import cues, snapshot
 from rag.conversation import Standalone, Turn, standalone
 from rag.errors import ConfigError, LLMUnavailableError
 from rag.extractive import Extract, ExtractiveAnswerer
 from rag.indexing import Indexer, IndexReport, PaperProgress, Progress
+from rag.library import Library
 from rag.llms import get_llm, is_extractive, llm_names
 from rag.memory import release_freed
 from rag.models import Answer, Hit, Paper, SentenceCheck
 from rag.prompting import build_evidence_prompt
-from rag.query import QueryIntent
+from rag.query import QueryIntent, name_index
 from rag.retrieval import Filters, Retriever
 from rag.settings import Settings
 from rag.verify import (
@@ -72,9 +74,13 @@ def _previous_answer(history: Sequence[Turn]) -> list[str]:
     return split_sentences(said[-1]) if said else []
 
 
+log = logging.getLogger(__name__)
+
 MAX_QUESTION_CHARS = 2000
 # At most this often an answer hands freed memory back to the OS (`rag.memory`).
 _RELEASE_EVERY_S = 30.0
+# A library change is saved into the snapshot this long after it (later changes join the save)
+_SNAPSHOT_AFTER_CHANGE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ class Pipeline:
         self.retriever = retriever or Retriever(settings)
         self._extractor: ExtractiveAnswerer | None = None
         self._extractor_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()  # one save at a time
+        self._snapshot_due = threading.Event()  # a change since the last save
 
     def retrieve(self, question: str, history: Sequence[Turn] = (), filters: Filters | None = None,
                  k: int | None = None) -> tuple[Standalone, list[Hit], float]:
@@ -122,13 +130,55 @@ class Pipeline:
                          store=self.retriever.store).index(list(paths), progress, papers_progress)
         self.retriever.reload()
         release_freed()  # what parsing, embedding and the reload freed
+        if report.chunks_added or report.chunks_removed:
+            self.save_snapshot_later(_SNAPSHOT_AFTER_CHANGE_S)
         return report
 
     def warm_up(self) -> None:
         """Load the embedder, the library and the extractive reader before the first question
-        (the app does this at start, so no user waits for it)."""
+        (the app does this at start, so no user waits for it); then, when the library's
+        snapshot is not current, save one in the background."""
         self.retrieve("warm up the retriever")
         _ = self.extractor
+        if self.settings.snapshot and not snapshot.is_current(self.settings,
+                                                              self.retriever.library):
+            self.save_snapshot_later(0.0)
+
+    def save_snapshot(self) -> Path | None:
+        """Save the library, the extractive reader and the name index (`rag.snapshot`), building
+        what is not built yet, so the next start reads them back; None when snapshots are off."""
+        if not self.settings.snapshot:
+            return None
+        with self._snapshot_lock:
+            self._snapshot_due.clear()
+            lib = self.retriever.library
+            names = name_index(lib)
+            saved = lib.snapshot()
+            with self._extractor_lock:  # `follow` changes the reader in place: not meanwhile
+                reader = self._reader_for(lib)
+                saved.reader = snapshot.freeze(reader.state())
+            saved.names = names
+            assert lib.store is not None
+            return snapshot.save(self.settings, lib.store.name, saved)
+
+    def save_snapshot_later(self, delay_s: float) -> None:
+        """Save a snapshot in a background thread after `delay_s` (changes made meanwhile go
+        into the same save). A start catches up from an older snapshot at the cost of what
+        changed since, so a save that never happens (the process dies) costs time, not data."""
+        if not self.settings.snapshot or self._snapshot_due.is_set():
+            return
+        self._snapshot_due.set()
+
+        def save() -> None:
+            time.sleep(delay_s)
+            if not self._snapshot_due.is_set():
+                return  # saved meanwhile
+            try:
+                self.save_snapshot()
+            except Exception as exc:  # the store or disk is unavailable: the next start reads more
+                log.warning("could not save the library snapshot: %s", exc)
+
+        threading.Thread(target=save, name="rag-snapshot", daemon=True).start()
 
     # --- answering -------------------------------------------------------------------------------
     def backends(self) -> list[str]:
@@ -138,12 +188,16 @@ class Pipeline:
     def extractor(self) -> ExtractiveAnswerer:
         lib = self.retriever.library
         with self._extractor_lock:  # one build or change at a time; readers keep reading
-            reader = self._extractor
-            if reader is None or (reader.fingerprint != lib.fingerprint
-                                  and not reader.follow(lib)):
-                # first use, or the library was reloaded whole: build (proportional to it)
-                reader = ExtractiveAnswerer.for_library(self.retriever.embedder, lib)
-                self._extractor = reader
+            return self._reader_for(lib)
+
+    def _reader_for(self, lib: Library) -> ExtractiveAnswerer:
+        """The reader of `lib` (hold `_extractor_lock`)."""
+        reader = self._extractor
+        if reader is None or (reader.fingerprint != lib.fingerprint and not reader.follow(lib)):
+            # first use, or the library was reloaded whole: built (proportional to the library)
+            # or read back from its snapshot
+            reader = ExtractiveAnswerer.for_library(self.retriever.embedder, lib)
+            self._extractor = reader
         return reader
 
     def answer(self, question: str, history: Sequence[Turn] = (), **kw: Any) -> Answer:

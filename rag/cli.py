@@ -66,11 +66,28 @@ def _first_start(settings: Settings) -> None:
     err.print(f"The library is empty: indexing the default library ({settings.corpus_dir}) "
               "first; this happens once.")
     with papers_bar(err, "indexing the default library") as bar:
-        report = Indexer(settings, store=store).index([settings.corpus_dir], papers_progress=bar)
+        indexer = Indexer(settings, store=store)
+        report = indexer.index([settings.corpus_dir], papers_progress=bar)
+        _save_snapshot(settings, indexer)
     for file, reason in report.skipped:
         err.print(f"[yellow]skipped[/yellow] {file}: {reason}")
     err.print(f"indexed {report.papers} papers ({report.chunks_added} chunks) in "
               f"{report.seconds:.1f} s")
+
+
+def _save_snapshot(settings: Settings, indexer: Any) -> None:
+    """Leave a current library snapshot (`rag.snapshot`), so the app's start reads it back
+    instead of building the library's statistics (that cost moves here, where indexing already
+    costs more)."""
+    from rag.chain import Pipeline
+    from rag.retrieval import Retriever
+
+    retriever = Retriever(settings, embedder=indexer.embedder, store=indexer.store)
+    try:
+        Pipeline(settings, retriever=retriever).save_snapshot()
+    except OSError as exc:  # the index is whole; only the next start is slower
+        err.print(f"[yellow]could not save the library snapshot[/yellow] ({exc}); the app "
+                  "will build the library's statistics at its start instead")
 
 
 def _reading_settings() -> Settings:
@@ -106,6 +123,7 @@ def index(
         indexer = Indexer(settings)
         if as_json:
             report = indexer.index(targets)
+            _save_snapshot(settings, indexer)
             _emit(report.to_dict())
             return
         # The bar moves by input bytes (known before parsing starts, so the ETA is steady);
@@ -129,6 +147,8 @@ def index(
                 bar.update(task, completed=done, total=total)
 
             report = indexer.index(targets, progress, papers, volume)
+            bar.update(task, description="saving the library snapshot", files="")
+            _save_snapshot(settings, indexer)
         for file, reason in report.skipped:
             err.print(f"[yellow]skipped[/yellow] {file}: {reason}")
         console.print(

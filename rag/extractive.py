@@ -13,9 +13,9 @@ import re
 from collections import Counter
 from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rag import cues
+from rag import cues, snapshot
 from rag.embeddings import Embedder
 from rag.lexical import tokenize
 from rag.models import Chunk, Hit, Paper, group_by_paper
@@ -187,19 +187,41 @@ class ExtractiveAnswerer:
     the question uses exists anywhere in the library."""
 
     def __init__(self, embedder: Embedder, idf: IDF, library_text: str = "",
-                 papers: dict[str, str] | None = None) -> None:
+                 papers: dict[str, str] | None = None,
+                 restored: dict[str, Any] | None = None) -> None:
         """`library_text`: the library as one text; or `papers`: paper id -> its text (what
-        `follow` can change paper by paper)."""
+        `follow` can change paper by paper); or `restored`: what `state` gave."""
         self.embedder = embedder
         self.idf = idf
-        self.library = _LibraryEvidence(papers if papers is not None else {"": library_text})
-        self.gate = RelevanceGate(embedder, idf, self.library.words, idf.df.keys(), _SCAFFOLD)
+        self.library = (restored["library"] if restored is not None else
+                        _LibraryEvidence(papers if papers is not None else {"": library_text}))
+        self.gate = RelevanceGate(embedder, idf, self.library.words, idf.df.keys(), _SCAFFOLD,
+                                  sorted_vocabulary=restored["sorted"] if restored else None)
         self.fingerprint: str | None = None  # of the library it reflects (`for_library`)
+
+    def state(self) -> dict[str, Any]:
+        """What a snapshot saves of this reader (`rag.snapshot`); `follow` changes these objects
+        in place, so pickle them while no change is under way."""
+        return {"idf": self.idf, "library": self.library, "sorted": self.gate.sorted_vocabulary,
+                "fingerprint": self.fingerprint}
+
+    @classmethod
+    def restored(cls, embedder: Embedder, state: dict[str, Any]) -> ExtractiveAnswerer:
+        """A reader as `state` saved it (at the fingerprint it names)."""
+        reader = cls(embedder, state["idf"], restored=state)
+        reader.fingerprint = state["fingerprint"]
+        return reader
 
     @classmethod
     def for_library(cls, embedder: Embedder, lib: Library) -> ExtractiveAnswerer:
         """A reader of `lib`: IDF over its chunks, its words and names (built once, then
-        changed with the library by `follow`)."""
+        changed with the library by `follow`); read back from the library's snapshot when it
+        has one that can follow to `lib`."""
+        saved = lib.take_derived("reader")
+        if saved is not None:
+            reader = cls.restored(embedder, snapshot.thaw(saved[0]))
+            if reader.follow(lib):
+                return reader
         reader = cls(embedder, IDF([c.text for c in lib.chunks.values()]),
                      papers={pid: _paper_text(cs) for pid, cs in lib.by_paper.items()})
         reader.fingerprint = lib.fingerprint

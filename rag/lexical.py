@@ -206,7 +206,8 @@ class LexicalIndex:
 
 
 def refresh_lexical(store: ChunkStore, settings: Settings,
-                    chunks: Sequence[Chunk] | None = None) -> LexicalIndex:
+                    chunks: Sequence[Chunk] | None = None, ids: set[str] | None = None
+                    ) -> LexicalIndex:
     """The BM25 index for `store`: the saved one when current; the saved one plus a delta when
     the store changed a little since it was saved; else rebuilt from `chunks` (all of the
     store's, read here when not given) and saved."""

@@ -260,9 +260,17 @@ def name_index(lib: Library) -> NameIndex:
     with _INDEX_LOCK:
         index = _INDEX[0] if _INDEX else None
         if index is None or index.fingerprint != lib.fingerprint:
-            index = (index.changed(lib) if index is not None else None) or NameIndex(lib)
+            saved = lib.take_derived("names")  # the library's snapshot had one
+            index = _followed(index, lib) or _followed(saved and saved[0], lib) or NameIndex(lib)
             _INDEX[:] = [index]
         return index
+
+
+def _followed(index: NameIndex | None, lib: Library) -> NameIndex | None:
+    """`index` brought to `lib`; None when there is none or the changes are not known."""
+    if index is None or index.fingerprint == lib.fingerprint:
+        return index
+    return index.changed(lib)
 
 
 def analyse(question: str, lib: Library) -> QueryIntent:

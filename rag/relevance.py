@@ -93,23 +93,25 @@ class RelevanceGate:
 
     def __init__(self, embedder: Embedder, idf: Callable[[str], float],
                  vocabulary: Collection[str], stems: Collection[str],
-                 scaffold: Collection[str] = ()) -> None:
+                 scaffold: Collection[str] = (), sorted_vocabulary: list[str] | None = None
+                 ) -> None:
+        """`sorted_vocabulary`: `vocabulary` sorted, when the caller has it (a snapshot)."""
         self.embedder = embedder
         self.idf = idf
         self.vocabulary = vocabulary
         self.stems = stems
-        self._sorted = sorted(vocabulary)
+        self.sorted_vocabulary = sorted(vocabulary) if sorted_vocabulary is None else sorted_vocabulary
         self.scaffold = set(scaffold) | _REPORTING
 
     def vocabulary_changed(self, new: Collection[str], gone: Collection[str]) -> None:
         """Words the library gained and lost (`vocabulary` itself is the caller's, already
         changed): keeps the sorted copy for prefix lookups in step, at the change's cost."""
         for w in gone:
-            at = bisect.bisect_left(self._sorted, w)
-            if at < len(self._sorted) and self._sorted[at] == w:
-                del self._sorted[at]
+            at = bisect.bisect_left(self.sorted_vocabulary, w)
+            if at < len(self.sorted_vocabulary) and self.sorted_vocabulary[at] == w:
+                del self.sorted_vocabulary[at]
         for w in new:
-            bisect.insort(self._sorted, w)
+            bisect.insort(self.sorted_vocabulary, w)
 
     def check(self, question: str, intent: QueryIntent, hits: Sequence[Hit]) -> Relevance:
         if not hits:
@@ -162,8 +164,8 @@ class RelevanceGate:
                for j in range(i + size, len(word) + 1)):
             return True
         head = word[:max(KNOWN_PART_MIN, math.ceil(KNOWN_PREFIX_SHARE * len(word)))]
-        at = bisect.bisect_left(self._sorted, head)
-        return at < len(self._sorted) and self._sorted[at].startswith(head)
+        at = bisect.bisect_left(self.sorted_vocabulary, head)
+        return at < len(self.sorted_vocabulary) and self.sorted_vocabulary[at].startswith(head)
 
     def _coverage(self, terms: Sequence[str], text: str) -> float:
         if not terms:

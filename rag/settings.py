@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     corpus_dir: Path = Field(
         PROJECT_ROOT / "corpus", description="Default documents indexed by `rag index`."
     )
+    snapshot: bool = Field(
+        True,
+        description="Keep a snapshot of the library (its chunks, the extractive reader's "
+        "statistics, the name index) under data_dir/snapshot, so a start reads it back and the "
+        "store only for what changed since (rag.snapshot). Off: every start reads the store whole.",
+    )
     max_file_mb: float = Field(
         50.0, gt=0, description="Files larger than this (MiB) are skipped with a message."
     )

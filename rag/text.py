@@ -25,7 +25,18 @@ STOP_WORDS = frozenset(
 def fold(text: str) -> str:
     """Lower-case and strip accents so 'Hölder' matches 'Holder'."""
     decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if decomposed.isascii():
+        return decomposed
+    # Only non-ASCII characters can be combining marks: test those, not every character (the
+    # library's text is folded once per chunk, and a per-character loop dominated that).
+    return _NON_ASCII.sub(_drop_combining, decomposed)
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _drop_combining(match: re.Match[str]) -> str:
+    return "".join(ch for ch in match.group(0) if not unicodedata.combining(ch))
 
 
 # A sentence ends at . ! ? (optionally closed by a quote/bracket) followed by white space, or at a

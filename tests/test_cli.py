@@ -34,6 +34,8 @@ def test_index_reports_bad_files_and_goes_on(tmp_path) -> None:
     proc = rag("index", str(docs), data_dir=tmp_path / "data")
     assert "1 papers from 3 files" in proc.stdout
     assert "empty.txt" in proc.stderr and "bin.pdf" in proc.stderr
+    # the app's next start reads the library back instead of rebuilding it (rag.snapshot)
+    assert len(list((tmp_path / "data" / "snapshot").glob("*.pkl"))) == 1
     out = json.loads(rag("index", str(docs), "--json", data_dir=tmp_path / "data").stdout)
     assert len(out["skipped"]) == 2 and out["chunks_added"] == 0
 

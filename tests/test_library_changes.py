@@ -51,7 +51,7 @@ def _same_reader(followed: ExtractiveAnswerer, fresh: ExtractiveAnswerer) -> Non
     assert +followed.idf.df == +fresh.idf.df
     assert followed.library.words == fresh.library.words
     assert followed.library.pieces == fresh.library.pieces  # type: ignore[attr-defined]
-    assert followed.gate._sorted == fresh.gate._sorted
+    assert followed.gate.sorted_vocabulary == fresh.gate.sorted_vocabulary
 
 
 def _same_names(changed: NameIndex, fresh: NameIndex) -> None:
