@@ -148,12 +148,22 @@ def new_paper(folder: Path) -> Path:
 
 
 # --- serving, in a fresh process ----------------------------------------------------------------
-def serve(data_dir: Path, stand_in: bool, questions: int, new_dir: Path) -> dict[str, Any]:
+def settings_for(data_dir: Path, chroma_port: int | None) -> Settings:
+    """Embedded store in `data_dir`, or the `chroma run` server on loopback at `chroma_port`
+    (the snapshot and BM25 index stay in `data_dir`, on the app's side)."""
+    settings = Settings(data_dir=data_dir, corpus_dir=data_dir / "no-corpus")
+    if chroma_port:
+        return settings.model_copy(update={"chroma_host": "127.0.0.1", "chroma_port": chroma_port})
+    return settings
+
+
+def serve(data_dir: Path, stand_in: bool, questions: int, new_dir: Path,
+          chroma_port: int | None = None) -> dict[str, Any]:
     """Run in the child: everything a user waits for, timed."""
     from rag.chain import Pipeline
     from rag.retrieval import Retriever
 
-    settings = Settings(data_dir=data_dir, corpus_dir=data_dir / "no-corpus")
+    settings = settings_for(data_dir, chroma_port)
     t0 = time.perf_counter()
     if stand_in:
         pipeline = Pipeline(settings, retriever=Retriever(settings, embedder=StandIn()))
@@ -185,11 +195,14 @@ def serve(data_dir: Path, stand_in: bool, questions: int, new_dir: Path) -> dict
             "add_paper_chunks": report.chunks_added, "peak_rss_mb": common.peak_rss_mb()}
 
 
-def measure_size(size: int, real: bool, questions: int, budget_s: float, root: Path) -> dict[str, Any]:
+def measure_size(size: int, real: bool, questions: int, budget_s: float, root: Path,
+                 chroma_port: int | None = None) -> dict[str, Any]:
+    from rag.chain import Pipeline
     from rag.embeddings import get_embedder
     from rag.indexing import Indexer
+    from rag.retrieval import Retriever
 
-    settings = Settings(data_dir=root / f"data-{size}", corpus_dir=root / "no-corpus")
+    settings = settings_for(root / f"data-{size}", chroma_port)
     embedder = get_embedder(settings.embedding_model, settings.embedding_batch_size) if real \
         else StandIn()
     per_paper = chunks_per_paper(embedder, root / "probe")
@@ -208,6 +221,9 @@ def measure_size(size: int, real: bool, questions: int, budget_s: float, root: P
     started = time.perf_counter()
     try:
         report = Indexer(settings, embedder=embedder).index([library])
+        index_s = time.perf_counter() - started
+        # what `rag index` does after indexing: the snapshot the app's start reads back
+        Pipeline(settings, retriever=Retriever(settings, embedder=embedder)).save_snapshot()
     except TimeoutError:
         return {"size": size, "papers": papers, "chunks": size, "error":
                 f"indexing did not finish within the budget ({budget_s / 60:.0f} min)",
@@ -215,14 +231,17 @@ def measure_size(size: int, real: bool, questions: int, budget_s: float, root: P
                 "index_s": round(time.perf_counter() - started, 1), "index_chunks_per_s": 0}
     finally:
         signal.alarm(0)
-    index_s = time.perf_counter() - started
+    snapshot_s = time.perf_counter() - started - index_s
     out: dict[str, Any] = {"size": size, "papers": papers, "chunks": report.chunks_added,
+                           "store": "server" if chroma_port else "embedded",
                            "embedder": "MiniLM (torch)" if real else StandIn.name,
                            "generate_s": round(gen_s, 1), "index_s": round(index_s, 1),
+                           "snapshot_s": round(snapshot_s, 1),
                            "index_chunks_per_s": round(report.chunks_added / index_s, 1)}
     print(f"{size}: indexed {report.chunks_added} chunks in {index_s:.0f} s", flush=True)
     cmd = [sys.executable, __file__, "--serve", str(data), "--questions", str(questions),
-           "--new-dir", str(root)] + ([] if real else ["--stand-in"])
+           "--new-dir", str(root)] + ([] if real else ["--stand-in"]) + (
+           ["--chroma-port", str(chroma_port)] if chroma_port else [])
     spawned = time.time()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=True,
@@ -239,6 +258,29 @@ def measure_size(size: int, real: bool, questions: int, budget_s: float, root: P
     return out
 
 
+def chroma_server(path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`chroma run` on a free loopback port, once it answers."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    exe = Path(sys.executable).with_name("chroma")
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([str(exe), "run", "--path", str(path), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("chroma run did not start within 60 s")
+
+
 # --- report ---------------------------------------------------------------------------------------
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
@@ -249,33 +291,43 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     ok = [r for r in results if "answer" in r]
     if not ok:
         return
-    xs = [r["chunks"] for r in ok]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("retrieval", "retrieval"), ("answer", "whole answer")):
-        left.plot(xs, [r[key]["p50_s"] * 1000 for r in ok], "o-", label=f"{label} p50")
-        left.plot(xs, [r[key]["p95_s"] * 1000 for r in ok], "o--", label=f"{label} p95")
-    left.set(xscale="log", yscale="log", xlabel="chunks in the library", ylabel="ms",
-             title="Latency")
-    left.legend(fontsize=8)
-    right.plot(xs, [r["peak_rss_mb"] for r in ok], "o-", color="tab:red", label="peak RSS (MB)")
-    right.set(xscale="log", xlabel="chunks in the library", ylabel="MB",
-              title="Memory of the serving process")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     twin = right.twinx()
-    twin.plot(xs, [r["cold_start_s"] for r in ok], "s--", color="tab:gray", label="cold start (s)")
-    twin.set_ylabel("cold start, s")
-    right.legend(loc="upper left", fontsize=8)
-    twin.legend(loc="lower right", fontsize=8)
+    for store, style in (("embedded", "-"), ("server", ":")):
+        rows = [r for r in ok if r.get("store", "embedded") == store]
+        if not rows:
+            continue
+        xs = [r["chunks"] for r in rows]
+        for key, label, color in (("retrieval", "retrieval", "tab:blue"),
+                                  ("answer", "whole answer", "tab:green")):
+            left.plot(xs, [r[key]["p95_s"] * 1000 for r in rows], "o" + style, color=color,
+                      label=f"{label} p95 ({store})")
+        right.plot(xs, [r["peak_rss_mb"] for r in rows], "o" + style, color="tab:red",
+                   label=f"peak RSS, MB ({store})")
+        twin.plot(xs, [r["cold_start_s"] for r in rows], "s" + style, color="tab:gray",
+                  label=f"cold start to first answer, s ({store})")
+    left.set(xscale="log", yscale="log", xlabel="chunks in the library", ylabel="ms",
+             title="Latency (p95)")
+    left.legend(fontsize=7)
+    right.set(xscale="log", xlabel="chunks in the library", ylabel="MB",
+              title="Serving process: memory and start")
+    twin.set_ylabel("s")
+    right.legend(loc="upper left", fontsize=7)
+    twin.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def markdown(results: list[dict[str, Any]], machine: dict[str, Any], load_end: list[float]) -> str:
-    rows = ["| chunks (papers) | embedder | index | cold start | first answer | retrieval p50 / p95 "
-            "| answer p50 / p95 | add a paper → answered | peak RSS |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| store | chunks (papers) | embedder | index (+ snapshot) | cold start to first "
+            "answer | first answer | retrieval p50 / p95 | answer p50 / p95 | add a paper → "
+            "answered | peak RSS |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
-        head = f"| {r['chunks']:,} ({r['papers']:,}) | {r['embedder']} | {common.ms(r['index_s'])} " \
-               f"({r['index_chunks_per_s']:.0f} chunks/s)"
+        snap = f" + {common.ms(r['snapshot_s'])}" if "snapshot_s" in r else ""
+        head = f"| {r.get('store', 'embedded')} | {r['chunks']:,} ({r['papers']:,}) | " \
+               f"{r['embedder']} | {common.ms(r['index_s'])} " \
+               f"({r['index_chunks_per_s']:.0f} chunks/s){snap}"
         if "error" in r:
             rows.append(f"{head} | {r['error'].splitlines()[0][:120]} | | | | | |")
             continue
@@ -318,24 +370,30 @@ def main() -> None:
                     "section and plot merge every bench/results/scale*.json (sizes may run in "
                     "separate processes)")
     ap.add_argument("--render", action="store_true")
+    ap.add_argument("--server", action="store_true", help="the store is a `chroma run` server on "
+                    "loopback (started here), the app its client; results go to "
+                    "bench/results/OUT-server.json")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--chroma-port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--stand-in", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--new-dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        print(json.dumps(serve(args.serve, args.stand_in, args.questions, args.new_dir)))
+        print(json.dumps(serve(args.serve, args.stand_in, args.questions, args.new_dir,
+                                args.chroma_port)))
         return
-    out_json = common.RESULTS / f"{args.out}.json"
+    out_json = common.RESULTS / f"{args.out}{'-server' if args.server else ''}.json"
     if args.render:
         render()
         return
     machine = common.machine()
     root = Path(tempfile.mkdtemp(prefix="rag-scale-"))
     results: list[dict[str, Any]] = []
+    server = chroma_server(root / "server-db") if args.server else None
     try:
         for size in args.sizes:
             result = measure_size(size, size <= args.real_up_to, args.questions,
-                                  args.budget_min * 60, root)
+                                  args.budget_min * 60, root, server and server[1])
             results.append(result)
             print(json.dumps(result), flush=True)
             out_json.write_text(json.dumps({"machine": machine, "results": results,
@@ -347,6 +405,9 @@ def main() -> None:
                 print(f"stopping: size {size} went over the budget", flush=True)
                 break
     finally:
+        if server is not None:
+            server[0].terminate()
+            server[0].wait(30)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     out_json.write_text(json.dumps({"machine": machine, "results": results,
@@ -357,7 +418,8 @@ def main() -> None:
 def render() -> None:
     """Plot and BENCHMARKS.md section from every bench/results/scale*.json, by size."""
     saved = [json.loads(p.read_text()) for p in sorted(common.RESULTS.glob("scale*.json"))]
-    results = sorted((r for s in saved for r in s["results"]), key=lambda r: r["size"])
+    results = sorted((r for s in saved for r in s["results"]),
+                     key=lambda r: (r.get("store", "embedded"), r["size"]))
     first = min(saved, key=lambda s: s["machine"]["date"])
     plot(results, common.RESULTS / "scale.png")
     update_benchmarks(markdown(results, first["machine"], saved[-1]["load_end"]))
