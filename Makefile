@@ -21,7 +21,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 LLAMA_TAG        := $(LLAMA_VERSION)-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 WHEEL_CACHE      ?= $(HOME)/.cache/rag-papers/llama-cpp-python/$(LLAMA_TAG)
 
-.PHONY: install run index test test-fast stress lint bench chromium clean lock llama-wheel
+.PHONY: install run index test test-fast stress lint bench bench-scale chromium clean lock llama-wheel
 
 $(STAMP): pyproject.toml requirements.lock Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -87,8 +87,15 @@ lint: install
 	$(BIN)/ruff check rag tests app.py bench
 	$(BIN)/mypy
 
+# Everything: about two hours on 2 cores (the scale runs are most of it).
 bench: install
 	$(BIN)/python bench/run.py
+	$(MAKE) --no-print-directory bench-scale
+
+# Libraries of 1k to 250k chunks, embedded store, then a `chroma run` server (bench/scale.py).
+bench-scale: install
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/scale.py --server --sizes 33000 250000 --real-up-to 0
 
 clean:
 	rm -rf .rag .pytest_cache

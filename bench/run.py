@@ -12,8 +12,9 @@ results without measuring.
 
 Not run here, because they take long on 2 cores: `.venv/bin/python bench/index_speed.py`
 (indexing throughput against the raw encoder; `--compare torch onnx onnx-int8 openvino
-openvino-int8` for the embedding backends) and `.venv/bin/python bench/scale.py` (libraries of
-1k to 250k chunks: index time, cold start, latency, memory; up to an hour). Both write their own
+openvino-int8` for the embedding backends) and `bench/scale.py` (libraries of 1k to 250k
+chunks: index time, cold start, latency, memory; embedded and against a Chroma server; about an
+hour each; `make bench` runs it after this, `make bench-scale` alone). Both write their own
 sections of BENCHMARKS.md or say where their numbers go.
 """
 
