@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import pickle
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -91,7 +92,18 @@ def save(settings: Settings, collection: str, snapshot: Snapshot) -> Path:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+    _sweep(path)
     return path
+
+
+def _sweep(path: Path) -> None:
+    """Remove what saves killed part-way left (`<name>.<pid>.tmp` an hour old)."""
+    for stray in path.parent.glob(f"{path.name}.*.tmp"):
+        try:
+            if time.time() - stray.stat().st_mtime > 3600:
+                stray.unlink()
+        except OSError:
+            pass  # another process's save finished with it meanwhile
 
 
 def load(settings: Settings, collection: str) -> Snapshot | None:

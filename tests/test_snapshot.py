@@ -5,6 +5,7 @@ differ, and a damaged or foreign snapshot must be ignored, never trusted."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -121,6 +122,13 @@ def test_a_save_is_whole_or_absent(settings: Any, hash_embedder: Any, tmp_path: 
         _saved(settings, hash_embedder, store)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    # what a save killed part-way left (a process cannot clean up after kill -9) is swept
+    monkeypatch.undo()
+    stray = path.with_name(f"{path.name}.99999.tmp")
+    stray.write_bytes(b"half a snapshot")
+    os.utime(stray, (time.time() - 7200, time.time() - 7200))
+    _saved(settings, hash_embedder, store)
+    assert not stray.exists()
 
 
 def test_warm_up_saves_a_snapshot_in_the_background_when_none_is_current(
