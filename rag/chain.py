@@ -9,6 +9,7 @@ generated sentence is checked against the passage it cites before it is kept.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -138,8 +139,18 @@ class Pipeline:
         """Load the embedder, the library and the extractive reader before the first question
         (the app does this at start, so no user waits for it); then, when the library's
         snapshot is not current, save one in the background."""
-        self.retrieve("warm up the retriever")
+        # The embedding model loads (imports and weights: most of a start) in a thread while
+        # this one reads the library, the reader and the name index.
+        def load_model() -> None:
+            with contextlib.suppress(Exception):  # `retrieve` below raises it, in this thread
+                self.retriever.embedder.embed(["warm up"])
+
+        model = threading.Thread(target=load_model, name="rag-model-load", daemon=True)
+        model.start()
+        name_index(self.retriever.library)
         _ = self.extractor
+        model.join()
+        self.retrieve("warm up the retriever")  # raises what loading the model raised
         if self.settings.snapshot and not snapshot.is_current(self.settings,
                                                               self.retriever.library):
             self.save_snapshot_later(0.0)

