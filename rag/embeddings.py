@@ -190,10 +190,13 @@ def _atomic(target: Path, write: Callable[[Path], None]) -> Path:
 
 def _export_onnx(model_dir: Path, target: Path) -> Path:
     """The transformer, mean pooling and normalisation as one ONNX graph (fp32)."""
-    import torch
-    from sentence_transformers import SentenceTransformer
 
-    def write(tmp: Path) -> None:
+    def write(tmp: Path) -> None:  # imports here: a start with the export made needs neither
+        import warnings
+
+        import torch
+        from sentence_transformers import SentenceTransformer
+
         st = SentenceTransformer(str(model_dir), device="cpu")
 
         class Encoder(torch.nn.Module):
@@ -212,10 +215,12 @@ def _export_onnx(model_dir: Path, target: Path) -> Path:
                               return_tensors="pt")
         axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
         bert: Any = st[0].auto_model
-        torch.onnx.export(Encoder(bert.eval()), tuple(sample[n] for n in _INPUTS),
-                          str(tmp), input_names=list(_INPUTS), output_names=["embedding"],
-                          dynamic_axes={**axes, "embedding": {0: "batch"}}, opset_version=17,
-                          dynamo=False)
+        with warnings.catch_warnings():  # the tracer's notes on the model's code, not ours
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Encoder(bert.eval()), tuple(sample[n] for n in _INPUTS),
+                              str(tmp), input_names=list(_INPUTS), output_names=["embedding"],
+                              dynamic_axes={**axes, "embedding": {0: "batch"}},
+                              opset_version=17, dynamo=False)
 
     return _atomic(target, write)
 

@@ -248,7 +248,7 @@ def test_backend_is_part_of_the_index_shape(settings) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["onnx", "openvino-int8"])
+@pytest.mark.parametrize("backend", ["openvino", "onnx", "openvino-int8"])
 def test_exported_backends_embed_like_torch(backend) -> None:
     """Exports are made locally from the packaged weights (cached under ~/.cache/rag-papers)."""
     pytest.importorskip("onnxruntime")
