@@ -80,7 +80,11 @@ log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
 # At most this often an answer hands freed memory back to the OS (`rag.memory`).
 _RELEASE_EVERY_S = 30.0
-# A library change is saved into the snapshot this long after it (later changes join the save)
+# Uploads are saved into the snapshot once the chunks they changed reach this share of the
+# library, this long after the last of them (later changes join the save). Saving pickles the
+# whole library (seconds at 250k chunks, holding the GIL), while a start catches up from an
+# older snapshot at the cost of what changed since: so small changes of a large library wait.
+_SNAPSHOT_DRIFT_SHARE = 0.02
 _SNAPSHOT_AFTER_CHANGE_S = 30.0
 
 
@@ -110,6 +114,7 @@ class Pipeline:
         self._extractor_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()  # one save at a time
         self._snapshot_due = threading.Event()  # a change since the last save
+        self._unsaved_chunks = 0  # added or removed by this process since the last save
 
     def retrieve(self, question: str, history: Sequence[Turn] = (), filters: Filters | None = None,
                  k: int | None = None) -> tuple[Standalone, list[Hit], float]:
@@ -131,7 +136,9 @@ class Pipeline:
                          store=self.retriever.store).index(list(paths), progress, papers_progress)
         self.retriever.reload()
         release_freed()  # what parsing, embedding and the reload freed
-        if report.chunks_added or report.chunks_removed:
+        self._unsaved_chunks += report.chunks_added + report.chunks_removed
+        size = len(self.retriever.library.chunks)
+        if self._unsaved_chunks and self._unsaved_chunks >= _SNAPSHOT_DRIFT_SHARE * size:
             self.save_snapshot_later(_SNAPSHOT_AFTER_CHANGE_S)
         return report
 
@@ -162,6 +169,7 @@ class Pipeline:
             return None
         with self._snapshot_lock:
             self._snapshot_due.clear()
+            self._unsaved_chunks = 0
             lib = self.retriever.library
             names = name_index(lib)
             saved = lib.snapshot()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from test_library_changes import _indexed, _paper, _same, _same_names, _same_reader
 
-from rag import snapshot
+from rag import chain, snapshot
 from rag.chain import Pipeline
 from rag.extractive import ExtractiveAnswerer
 from rag.library import Library
@@ -148,3 +148,34 @@ def test_warm_up_saves_a_snapshot_in_the_background_when_none_is_current(
     Pipeline(settings, retriever=Retriever(settings, embedder=hash_embedder)).warm_up()
     time.sleep(0.5)
     assert path.stat().st_mtime_ns == mtime
+
+
+def test_uploads_are_saved_once_they_are_a_share_of_the_library(
+        settings: Any, hash_embedder: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save pickles the whole library, so a change too small to matter at the next start
+    (it catches up at the cost of the change) does not trigger one."""
+    rng = random.Random(7)
+    monkeypatch.setattr(chain, "_SNAPSHOT_AFTER_CHANGE_S", 0.0)
+    _, _, store, _ = _indexed(settings, hash_embedder, tmp_path, rng, 10)
+    pipeline = Pipeline(settings, retriever=Retriever(settings, embedder=hash_embedder,
+                                                      store=store))
+    path = pipeline.save_snapshot()
+    assert path is not None
+    before = path.stat().st_mtime_ns
+    monkeypatch.setattr(chain, "_SNAPSHOT_DRIFT_SHARE", 0.5)  # one paper of 11 is less
+    (tmp_path / "n1.md").write_text(_paper(71, rng))
+    pipeline.add_documents([tmp_path / "n1.md"])
+    time.sleep(1.0)
+    assert path.stat().st_mtime_ns == before, "a small change was saved at once"
+    monkeypatch.setattr(chain, "_SNAPSHOT_DRIFT_SHARE", 0.01)
+    (tmp_path / "n2.md").write_text(_paper(72, rng))
+    pipeline.add_documents([tmp_path / "n2.md"])
+    deadline = time.monotonic() + 30
+    while path.stat().st_mtime_ns == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # the rename is the save's last step; let the thread finish
+    lib = Library.load(ChunkStore(settings), settings)
+    assert snapshot.is_current(settings, lib), "the upload was not saved"
+    assert {"Survey of coastal site 71", "Survey of coastal site 72"} <= {
+        p.title for p in lib.papers.values()}
