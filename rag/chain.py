@@ -158,8 +158,7 @@ class Pipeline:
         _ = self.extractor
         model.join()
         self.retrieve("warm up the retriever")  # raises what loading the model raised
-        if self.settings.snapshot and not snapshot.is_current(self.settings,
-                                                              self.retriever.library):
+        if self.settings.snapshot and not snapshot.is_current(self.retriever.library):
             self.save_snapshot_later(0.0)
 
     def save_snapshot(self) -> Path | None:

@@ -80,12 +80,13 @@ def _save_snapshot(settings: Settings, indexer: Any) -> None:
     instead of building the library's statistics (that cost moves here, where indexing already
     costs more)."""
     from rag.chain import Pipeline
+    from rag.errors import RagError
     from rag.retrieval import Retriever
 
     retriever = Retriever(settings, embedder=indexer.embedder, store=indexer.store)
     try:
         Pipeline(settings, retriever=retriever).save_snapshot()
-    except OSError as exc:  # the index is whole; only the next start is slower
+    except (OSError, RagError) as exc:  # the index is whole; only the next start is slower
         err.print(f"[yellow]could not save the library snapshot[/yellow] ({exc}); the app "
                   "will build the library's statistics at its start instead")
 

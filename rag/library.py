@@ -1,8 +1,9 @@
 """The library: an in-memory view of the store, every chunk grouped by paper, plus the BM25 index.
 
-`Library.load` reads the store once; `Library.changed` follows a change of the store at the cost
-of the change (it reads the ids, then only the papers the change touched, and shares everything
-else with the library before it). `rag.retrieval.Retriever` decides when to load or change the library (when
+`Library.load` reads the store once, or, when a snapshot of an earlier library was saved
+(`rag.snapshot`), reads that back and only the papers that differ from it; `Library.changed`
+follows a change of the store at the cost of the change (it reads the ids, then only the papers
+the change touched, and shares everything else with the library before it). `rag.retrieval.Retriever` decides when to load or change the library (when
 the store changes) and searches it, and `rag.query` reads its metadata to understand a question.
 This module does not search, rank or watch the store for changes.
 """
@@ -123,7 +124,6 @@ class Library:
             if change.base == fingerprint:
                 return list(self.changes[i:])
         return None
-
 
     def take_derived(self, name: str) -> tuple[Any, str] | None:
         """What the snapshot saved under `name` ("reader", "names") and the fingerprint it

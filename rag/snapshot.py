@@ -70,7 +70,7 @@ def thaw(frozen: bytes) -> Any:
     return pickle.loads(frozen)
 
 
-def is_current(settings: Settings, lib: Any) -> bool:
+def is_current(lib: Any) -> bool:
     """Whether the saved snapshot is `lib` (the library it restored, unchanged since)."""
     return bool(lib.derived) and lib.derived.get("fingerprint") == lib.fingerprint
 

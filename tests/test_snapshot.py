@@ -56,7 +56,7 @@ def test_a_start_from_a_current_snapshot_reads_no_chunk_and_equals_a_whole_load(
     _same_reader(_restored_reader(lib, hash_embedder),
                  ExtractiveAnswerer.for_library(hash_embedder, whole))
     _same_names(name_index(lib), NameIndex(whole))
-    assert snapshot.is_current(settings, lib)
+    assert snapshot.is_current(lib)
 
 
 def test_a_store_changed_since_the_snapshot_costs_the_change(settings: Any, hash_embedder: Any,
@@ -73,7 +73,7 @@ def test_a_store_changed_since_the_snapshot_costs_the_change(settings: Any, hash
     read.clear()
     whole = Library.load(ChunkStore(settings), settings.model_copy(update={"snapshot": False}))
     _same(lib, whole)
-    assert not snapshot.is_current(settings, lib)
+    assert not snapshot.is_current(lib)
     # the reader and the name index saved with the snapshot follow the change
     _same_reader(_restored_reader(lib, hash_embedder),
                  ExtractiveAnswerer.for_library(hash_embedder, whole))
@@ -142,7 +142,7 @@ def test_warm_up_saves_a_snapshot_in_the_background_when_none_is_current(
         time.sleep(0.05)
     assert path.exists(), "warm-up saved no snapshot"
     lib = Library.load(ChunkStore(settings), settings)
-    assert snapshot.is_current(settings, lib)
+    assert snapshot.is_current(lib)
     mtime = path.stat().st_mtime_ns
     # a start from a current snapshot does not write it again
     Pipeline(settings, retriever=Retriever(settings, embedder=hash_embedder)).warm_up()
@@ -176,6 +176,6 @@ def test_uploads_are_saved_once_they_are_a_share_of_the_library(
         time.sleep(0.05)
     time.sleep(0.2)  # the rename is the save's last step; let the thread finish
     lib = Library.load(ChunkStore(settings), settings)
-    assert snapshot.is_current(settings, lib), "the upload was not saved"
+    assert snapshot.is_current(lib), "the upload was not saved"
     assert {"Survey of coastal site 71", "Survey of coastal site 72"} <= {
         p.title for p in lib.papers.values()}
