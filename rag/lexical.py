@@ -199,7 +199,11 @@ class LexicalIndex:
 
         try:
             meta = json.loads((directory / "meta.json").read_text())
-            model = bm25s.BM25.load(str(directory / "bm25")) if meta["ids"] else bm25s.BM25()
+            # Memory-mapped: the score matrix stays in the page cache, read where a query's
+            # terms are, instead of in the process's own memory (33k chunks: 28 MB, retrieval
+            # p50/p95 0.5/4.9 ms in memory against 0.7/3.5 ms mapped).
+            model = (bm25s.BM25.load(str(directory / "bm25"), mmap=True) if meta["ids"]
+                     else bm25s.BM25())
             return cls(list(meta["ids"]), model, str(meta["fingerprint"]), float(meta["avgdl"]))
         except (OSError, ValueError, KeyError):
             return None  # missing, damaged, or saved before avgdl was: rebuilt
