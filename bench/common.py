@@ -89,8 +89,14 @@ def machine_line(m: dict[str, Any], load_end: Sequence[float] | None = None) -> 
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """Peak resident set size of this process so far: VmHWM of its own memory. subtle: not
+    ru_maxrss, which Linux carries across fork and exec, so a benchmark's child process reported
+    its parent's peak (2.3 GB for a serving process whose own peak was 433 MB)."""
+    try:
+        with open("/proc/self/status") as f:
+            return round(next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024, 1)
+    except (OSError, StopIteration):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def percentiles(xs: Sequence[float]) -> dict[str, float | None]:

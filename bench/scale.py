@@ -16,7 +16,7 @@ their sentences drawn, with a fixed seed, from the shipped corpus. Then, per siz
   phrase of it, and summaries), in that serving process;
 - add one paper: `Pipeline.add_documents([new file])` until `Pipeline.answer` about it returns
   a source from it;
-- peak RSS of the serving process (ru_maxrss).
+- peak RSS of the serving process (its VmHWM: ru_maxrss would carry the parent's peak).
 
 Up to 10k chunks the real embedder (MiniLM) is used; above, a stand-in (`StandIn`: hashed words,
 384 dimensions like MiniLM, so the vector store holds the same amount) because embedding 250k
