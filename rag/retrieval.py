@@ -33,6 +33,10 @@ from rag.store import ChunkStore
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 1.0  # how often a process asks the store whether another process changed it
+# Up to this many chunks (a few papers), a filtered dense search scores them exactly from their
+# stored vectors (`ChunkStore.nearest_among`); above, Chroma filters (its cost grows with the
+# collection, that of an exact scoring with the chunks: 60 us each).
+EXACT_AMONG_MAX = 1000
 # A passage is what a reader checks a citation against at a glance: the best chunk (at most 200
 # MiniLM word pieces, about 150 words) and its neighbours, up to a long paragraph of about 220
 # words. Longer, and the sentence that answers is lost in it (and an LLM prompt of five sources
@@ -185,7 +189,8 @@ class Retriever:
         question = cues.without_library_words(question) or question
         filters = _merge(filters or Filters(), self.default_filters, intent)
         allowed = self._allowed(lib, filters)
-        fused = self._fuse(question, lib, allowed)
+        vector = self.embedder.embed([question])[0]
+        fused = self._fuse(question, vector, lib, allowed)
         if intent.paper_ids:
             for pid in intent.paper_ids:
                 for c in lib.by_paper.get(pid, []):
@@ -200,7 +205,7 @@ class Retriever:
             # outside the library-wide candidates), dense and BM25 within that paper.
             pid = intent.paper_ids[0]
             if allowed is None or pid in allowed:
-                for cid, score in self._fuse(question, lib, {pid}).items():
+                for cid, score in self._fuse(question, vector, lib, {pid}).items():
                     fused[cid] = max(fused.get(cid, 0.0), 1.0) + score
         for cid in fused:
             if not lib.chunks[cid].is_evidence:
@@ -229,20 +234,25 @@ class Retriever:
         allowed = {pid for pid, p in lib.papers.items() if filters.accepts(p)}
         return allowed
 
-    def _fuse(self, question: str, lib: Library, allowed: set[str] | None) -> dict[str, float]:
+    def _fuse(self, question: str, vector: Sequence[float], lib: Library,
+              allowed: set[str] | None) -> dict[str, float]:
         n = self.settings.candidates
         rrf = self.settings.rrf_k
         scores: dict[str, float] = defaultdict(float)
-        where = None
-        if allowed is not None:
-            if not allowed:
-                return {}
-            where = {"paper_id": {"$in": sorted(allowed)}}
-        vector = self.embedder.embed([question])[0]
         store = lib.store or self.store  # the store this library was read from
-        for rank, (dense_chunk, _sim) in enumerate(store.query(vector, n, where)):
-            if dense_chunk.id in lib.chunks:
-                scores[dense_chunk.id] += self.settings.dense_weight / (rrf + rank + 1)
+        if allowed is None:
+            found = store.nearest(vector, n)
+        elif not allowed:
+            return {}
+        else:
+            among = [c.id for pid in sorted(allowed) for c in lib.by_paper.get(pid, [])]
+            found = (store.nearest_among(vector, among, n) if len(among) <= EXACT_AMONG_MAX
+                     else store.nearest(vector, n, {"paper_id": {"$in": sorted(allowed)}}))
+        # subtle: an embedded store's HNSW index can hold ids another process has deleted since
+        # this one loaded it; the library is what is stored, so only its ids count.
+        dense = [cid for cid, _sim in found if cid in lib.chunks]
+        for rank, cid in enumerate(dense):
+            scores[cid] += self.settings.dense_weight / (rrf + rank + 1)
         lexical = lib.lexical.search(question, n * (4 if allowed is not None else 1))
         rank = 0
         for cid, _score in lexical:

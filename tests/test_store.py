@@ -65,3 +65,24 @@ def test_collection_name_follows_index_shape(settings) -> None:
     other = settings.model_copy(update={"chunk_tokens": 128})
     assert settings.collection_name() != other.collection_name()
     assert settings.collection_name() == settings.model_copy().collection_name()
+
+
+def test_nearest_among_scores_exactly_what_nearest_ranks(store_settings, hash_embedder) -> None:
+    """The exact scoring of a few chunks (one paper's) ranks them as the vector index does."""
+    from rag.store import ChunkStore
+
+    store = ChunkStore(store_settings)
+    texts = [f"passage {i} about {w}" for i, w in enumerate(
+        ["tides", "reefs", "glaciers", "dunes", "deltas", "basins", "ridges", "fjords"])]
+    vectors = hash_embedder.embed(texts)
+    ids = [f"c{i}" for i in range(len(texts))]
+    store.upsert(ids, vectors, texts, [{"paper_id": "p", "path": "x"} for _ in ids])
+    query = hash_embedder.embed(["passage about glaciers and fjords"])[0]
+    exact = store.nearest_among(query, ids[:6] + ["missing"], 6)
+    indexed = store.nearest(query, 6, {"paper_id": "p"})
+    assert [i for i, _ in exact][:3] == [i for i, _ in indexed if i in ids[:6]][:3]
+    assert {i for i, _ in exact} == set(ids[:6])
+    exact_sim = dict(exact)
+    for cid, sim in indexed:
+        if cid in exact_sim:
+            assert abs(exact_sim[cid] - sim) < 1e-4, cid
