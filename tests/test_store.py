@@ -78,7 +78,7 @@ def test_nearest_among_scores_exactly_what_nearest_ranks(store_settings, hash_em
     ids = [f"c{i}" for i in range(len(texts))]
     store.upsert(ids, vectors, texts, [{"paper_id": "p", "path": "x"} for _ in ids])
     query = hash_embedder.embed(["passage about glaciers and fjords"])[0]
-    exact = store.nearest_among(query, ids[:6] + ["missing"], 6)
+    exact = store.nearest_among(query, [*ids[:6], "missing"], 6)
     indexed = store.nearest(query, 6, {"paper_id": "p"})
     assert [i for i, _ in exact][:3] == [i for i, _ in indexed if i in ids[:6]][:3]
     assert {i for i, _ in exact} == set(ids[:6])
