@@ -465,23 +465,13 @@ class ChunkStore:
         return [(found[i], float(sims[i])) for i in best]
 
     def query(self, vector: Sequence[float], n: int, where: Where | None = None) -> list[tuple[Chunk, float]]:
-        """Nearest chunks with cosine similarity (1 - distance), best first."""
-        total = self.count()
-        if total == 0:
-            return []
-        with self._guarded():
-            got = self.collection.query(
-                query_embeddings=[list(vector)], n_results=min(n, total), where=where,
-                include=["documents", "metadatas", "distances"],
-            )
+        """Nearest chunks with cosine similarity (1 - distance), best first: `nearest`, then
+        the records of those ids."""
+        found = self.nearest(vector, n, where)
         # subtle: an embedded store's HNSW index can hold ids another process has deleted
-        # since this one loaded it; their records come back empty and are skipped.
-        return [
-            (chunk_from_record(i, d, m), 1.0 - float(dist))
-            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
-                                     got["distances"][0], strict=True)
-            if m is not None and d is not None
-        ]
+        # since this one loaded it; they have no record any more and are skipped.
+        chunks = {c.id: c for c in self.chunks_by_ids([cid for cid, _ in found])}
+        return [(chunks[cid], sim) for cid, sim in found if cid in chunks]
 
     def fingerprint(self) -> str:
         """Changes whenever the set of chunks changes: keeps the BM25 index in step."""
