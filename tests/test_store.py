@@ -86,3 +86,17 @@ def test_nearest_among_scores_exactly_what_nearest_ranks(store_settings, hash_em
     for cid, sim in indexed:
         if cid in exact_sim:
             assert abs(exact_sim[cid] - sim) < 1e-4, cid
+
+
+def test_listing_reads_every_page(store_settings, hash_embedder, monkeypatch) -> None:
+    """Listing pages through the collection (LIMIT/OFFSET): nothing is lost or repeated at a
+    page boundary."""
+    from rag import store as store_module
+
+    store = ChunkStore(store_settings)
+    chunks = _chunks(hash_embedder, text=" ".join(f"Sentence {i} is about tides." for i in range(40)))
+    store.add(chunks, hash_embedder.embed([c.embed_text for c in chunks]), "/docs/a.md")
+    assert len(chunks) >= 5
+    monkeypatch.setattr(store_module, "_LIST_PAGE", 2)  # several pages, and a page boundary
+    assert store.ids() == {c.id for c in chunks}
+    assert sorted(c.id for c in store.chunks()) == sorted(c.id for c in chunks)
