@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     # --- where things live -------------------------------------------------------------------
     data_dir: Path = Field(
         PROJECT_ROOT / ".rag",
-        description="Directory for the on-disk Chroma store and the BM25 index (git-ignored).",
+        description="Directory for the on-disk Chroma store, the BM25 index and the library snapshot "
+        "(git-ignored).",
     )
     corpus_dir: Path = Field(
         PROJECT_ROOT / "corpus", description="Default documents indexed by `rag index`."
