@@ -132,9 +132,11 @@ class Pipeline:
     def add_documents(self, paths: Sequence[Path], progress: Progress | None = None,
                       papers_progress: PaperProgress | None = None) -> IndexReport:
         """Index files (e.g. uploads) into the library; they are answerable at once."""
+        # The BM25 index follows in the reload (`Indexer` docstring), not in the indexer.
         report = Indexer(self.settings, embedder=self.retriever.embedder,
-                         store=self.retriever.store).index(list(paths), progress, papers_progress)
-        self.retriever.reload()
+                         store=self.retriever.store, keyword_index=False
+                         ).index(list(paths), progress, papers_progress)
+        self.retriever.reload(report.written)
         release_freed()  # what parsing, embedding and the reload freed
         self._unsaved_chunks += report.chunks_added + report.chunks_removed
         size = len(self.retriever.library.chunks)

@@ -67,11 +67,26 @@ class IndexReport:
     embedded: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    # What this run wrote, for a reader in the same process (`Retriever.reload`): not reported
+    written: Written | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
+        d.pop("written")
         d["skipped"] = [{"file": f, "reason": r} for f, r in self.skipped]
         return d
+
+
+@dataclass
+class Written:
+    """One run's own change of the store, as the store's change signal framed it under the
+    write lock: `before` it wrote, `after`. A reader whose library reflects `before` can follow
+    this change alone (no other process wrote in between), without listing the store."""
+
+    before: tuple[int, str]
+    after: tuple[int, str] = (0, "")
+    added: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -123,8 +138,14 @@ class Indexer:
     following `rag.embeddings.Embedder` can embed, e.g. a fast stand-in for benchmarks."""
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
-                 store: ChunkStore | None = None) -> None:
+                 store: ChunkStore | None = None, keyword_index: bool = True) -> None:
+        """`keyword_index`: bring the saved BM25 index up to date after a run (rebuilt whole
+        when the run changed too much for a delta). The CLI does, so that a start finds it
+        current; an app that follows its own upload at once (`Pipeline.add_documents`) need
+        not: its library takes the new chunks into its BM25 delta, and saves a rebuild itself
+        when the delta outgrows it. Listing a large store for this costs seconds per upload."""
         self.settings = settings
+        self.keyword_index = keyword_index
         self.embedder = embedder or get_embedder(settings.embedding_model,
                                                  settings.embedding_batch_size,
                                                  backend=settings.embedding_backend)
@@ -149,13 +170,17 @@ class Indexer:
             files.extend(iter_files(root))
         with write_lock(self.settings):
             before = report.chunks_added + report.chunks_removed
+            report.written = Written(self.store.signal())
             self._sync(files, report, progress, papers_progress, bytes_progress)
             report.files = len(files)
-            report.chunks_removed += self._remove_missing([Path(p).expanduser() for p in paths])
+            report.chunks_removed += self._remove_missing([Path(p).expanduser() for p in paths],
+                                                         report)
             if report.chunks_added + report.chunks_removed != before:
                 self.store.mark_changed()
+            report.written.after = self.store.signal()
             try:
-                refresh_lexical(self.store, self.settings)
+                if self.keyword_index:
+                    refresh_lexical(self.store, self.settings)
             except OSError as exc:  # a full or read-only disk; the chunks are stored already
                 raise StoreError(
                     f"cannot save the keyword index under '{self.settings.data_dir / 'bm25'}': "
@@ -259,6 +284,9 @@ class Indexer:
         self._write([(c, _key(g.path), v) for (g, c), v in zip(new, vectors, strict=True)])
         stale = stored - current
         self.store.delete(stale)  # after the write: a crash in between leaves extra, not missing
+        if report.written is not None:
+            report.written.added.update(c.id for _, c in new)
+            report.written.removed.update(stale)
         tally.papers_done += group_papers
         tally.bytes_done += group_bytes
         report.papers += group_papers
@@ -278,7 +306,7 @@ class Indexer:
                               [c.text for c, _, _ in part],
                               [chunk_metadata(c, key) for c, key, _ in part])
 
-    def _remove_missing(self, roots: Iterable[Path]) -> int:
+    def _remove_missing(self, roots: Iterable[Path], report: IndexReport) -> int:
         """Delete chunks of files that were under an indexed folder and are gone from disk."""
         folders = [r.resolve() for r in roots if r.is_dir()]
         if not folders:
@@ -290,6 +318,8 @@ class Indexer:
                 continue
             ids = self.store.ids_for_path(stored_path)
             self.store.delete(ids)
+            if report.written is not None:
+                report.written.removed.update(ids)
             removed += len(ids)
         return removed
 

@@ -216,7 +216,7 @@ def refresh_lexical(store: ChunkStore, settings: Settings,
     the store changed a little since it was saved; else rebuilt from `chunks` (all of the
     store's, read here when not given) and saved."""
     directory = settings.data_dir / "bm25" / store.name
-    ids = store.ids()
+    ids = store.ids() if ids is None else ids
     fingerprint = fingerprint_of(ids)
     index = LexicalIndex.load(directory)
     if index is not None and index.fingerprint == fingerprint:

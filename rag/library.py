@@ -94,12 +94,14 @@ class Library:
         """This library as a snapshot (without what is derived from it: the caller adds that)."""
         return snapshot.Snapshot(self.fingerprint, self.chunks, self.by_paper, self.papers)
 
-    def changed(self, store: ChunkStore, settings: Settings) -> Library:
+    def changed(self, store: ChunkStore, settings: Settings, ids: set[str] | None = None
+                ) -> Library:
         """The library after `store` changed, reading only the papers the change touched (every
-        chunk of them, so metadata a re-parse changed is current too). A change too large for
-        the BM25 delta (`rag.lexical.REBUILD_SHARE`), or one that kept every id, loads the
-        library whole."""
-        ids = store.ids()
+        chunk of them, so metadata a re-parse changed is current too). `ids`: the store's ids
+        now, when the caller knows them (else they are listed). A change too large for the
+        BM25 delta (`rag.lexical.REBUILD_SHARE`), or one that kept every id, loads the library
+        whole."""
+        ids = store.ids() if ids is None else ids
         if ids == self.chunks.keys():
             return Library.load(store, settings)
         touched, added, removed = _difference(self.chunks, self.by_paper, store, ids)

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from rag import cues
 from rag.embeddings import Embedder, get_embedder
@@ -29,6 +30,9 @@ from rag.models import Hit, Paper
 from rag.query import QueryIntent, analyse
 from rag.settings import Settings
 from rag.store import ChunkStore
+
+if TYPE_CHECKING:
+    from rag.indexing import Written
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +116,31 @@ class Retriever:
             self.refresh_if_changed()
         return self._library
 
-    def reload(self) -> Library:
-        """Re-read the store now (after this process indexed new files)."""
+    def reload(self, written: Written | None = None) -> Library:
+        """Re-read the store now (after this process indexed new files). `written`: what this
+        process's own run changed (`IndexReport.written`). When the library reflected the store
+        as that run found it, no other process wrote in between: this store's client holds
+        the run's writes already, so the library follows that change alone, neither re-opening
+        the store (an embedded one re-reads its whole vector index) nor listing it."""
         with self._refreshing:  # after a background reload under way, not beside it
-            self._load_new(reopen_only_if_free=False)
+            if not self._follow(written):
+                self._load_new(reopen_only_if_free=False)
         assert self._library is not None
         return self._library
+
+    def _follow(self, written: Written | None) -> bool:
+        """Take in this process's own change `written`; False when another change came first
+        (or the library is not loaded): reload then."""
+        lib = self._library
+        if written is None or lib is None or written.before != self._signal:
+            return False
+        if written.added or written.removed:
+            ids = (lib.chunks.keys() - written.removed) | written.added
+            lib = lib.changed(self.store, self.settings, ids=ids)
+        with self._lock:
+            self._library, self._signal = lib, written.after
+        self._checked = time.monotonic()
+        return True
 
     def refresh_if_changed(self, wait: bool = False) -> bool:
         """Start a background reload if the store changed since the library was loaded (checked

@@ -350,19 +350,62 @@ def test_status_line_counts_papers_then_hides(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_uploads_in_process_are_answerable_at_once(tmp_path: Path, docs: Path, minilm) -> None:
-    """The app's own writes (uploads): the store is re-opened after the write, so the new
-    paper is searchable by the next question, dense side included."""
+    """The app's own writes (uploads): its store's client holds them, so the library follows
+    the upload alone (no re-open, no listing of the store) and the new paper is searchable by
+    the next question, dense side included."""
     from rag.chain import Pipeline
 
     settings = Settings(data_dir=tmp_path / "data", corpus_dir=docs)
     pipe = Pipeline(settings, Retriever(settings, embedder=minilm))
-    pipe.add_documents([docs / "hedgehog.md"])
+    # a library the upload is a small change of (a large one is reloaded whole)
+    animals = ["Hedgehog", *(f"Animal{n}" for n in range(9))]
+    for name in animals[1:]:
+        (docs / f"{name}.md").write_text(SEED_DOC.replace("Hedgehog", name))
+    pipe.add_documents([docs])
     first_store = pipe.retriever.store
     (docs / "quokka.md").write_text(UPLOAD_DOC)
-    pipe.add_documents([docs / "quokka.md"])
-    assert pipe.retriever.store is not first_store  # re-opened, the old one closes later
+    listed: list[object] = []
+    original_ids = ChunkStore.ids
+
+    def ids(self: ChunkStore, where: Any = None) -> set[str]:
+        listed.append(where)
+        return original_ids(self, where)
+
+    ChunkStore.ids = ids  # type: ignore[method-assign]
+    try:
+        pipe.add_documents([docs / "quokka.md"])
+    finally:
+        ChunkStore.ids = original_ids  # type: ignore[method-assign]
+    assert pipe.retriever.store is first_store
+    assert None not in listed, listed  # only the uploaded file's own ids were looked up
+    assert len(pipe.retriever.library.papers) == len(animals) + 1
     hits = pipe.retriever.search("quokka attention pouch router", k=1)
     assert hits[0].paper.title.startswith("Quokka Attention")
     vector = minilm.embed(["hedgehog pooling ball node"])[0]
     assert pipe.retriever.store.query(vector, 1)[0][0].paper.title.startswith("Hedgehog")
     assert not pipe.retriever.refresh_if_changed(wait=True)  # its own write is no news
+
+
+@pytest.mark.slow
+def test_upload_after_another_processs_write_reopens(tmp_path: Path, docs: Path, minilm) -> None:
+    """When another writer changed the store before this process's upload, the upload does not
+    stand for the whole change: the library is reloaded (the store re-opened, its vector index
+    re-read), so the other writer's paper is found too."""
+    from rag.chain import Pipeline
+
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=docs)
+    pipe = Pipeline(settings, Retriever(settings, embedder=minilm, check_every_s=3600))
+    pipe.add_documents([docs / "hedgehog.md"])
+    first_store = pipe.retriever.store
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "quokka.md").write_text(UPLOAD_DOC)
+    assert rag_index(other, _env(settings.data_dir)).returncode == 0  # another process
+    (docs / "seed.md").write_text(SEED_DOC.replace("Hedgehog", "Hamster"))
+    pipe.add_documents([docs / "seed.md"])
+    assert pipe.retriever.store is not first_store
+    assert len(pipe.retriever.library.papers) == 3
+    hits = pipe.retriever.search("quokka attention pouch router", k=1)
+    assert hits[0].paper.title.startswith("Quokka Attention")
+    vector = minilm.embed(["quokka attention pouch router"])[0]
+    assert pipe.retriever.store.query(vector, 1)[0][0].paper.title.startswith("Quokka")
