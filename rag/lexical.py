@@ -210,14 +210,15 @@ class LexicalIndex:
 
 
 def refresh_lexical(store: ChunkStore, settings: Settings,
-                    chunks: Sequence[Chunk] | None = None, ids: set[str] | None = None
-                    ) -> LexicalIndex:
+                    chunks: Sequence[Chunk] | None = None, ids: set[str] | None = None,
+                    fingerprint: str | None = None) -> LexicalIndex:
     """The BM25 index for `store`: the saved one when current; the saved one plus a delta when
     the store changed a little since it was saved; else rebuilt from `chunks` (all of the
-    store's, read here when not given) and saved."""
+    store's, read here when not given) and saved. `ids` and their `fingerprint`: the store's,
+    when the caller knows them (else they are listed)."""
     directory = settings.data_dir / "bm25" / store.name
     ids = store.ids() if ids is None else ids
-    fingerprint = fingerprint_of(ids)
+    fingerprint = fingerprint or fingerprint_of(ids)
     index = LexicalIndex.load(directory)
     if index is not None and index.fingerprint == fingerprint:
         return index

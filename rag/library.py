@@ -52,30 +52,41 @@ class Library:
     # What a snapshot saved of the reader and the name index, at the snapshot's fingerprint
     # (one use each: whoever builds them first takes them out; see `take_derived`)
     derived: dict[str, Any] = field(default_factory=dict)
+    # The store's change signal (`ChunkStore.signal`) read before this library was: saved with
+    # a snapshot, it tells a start that the store has not changed since, without listing it
+    signal: tuple[int, str] | None = None
 
     @classmethod
-    def load(cls, store: ChunkStore, settings: Settings) -> Library:
+    def load(cls, store: ChunkStore, settings: Settings,
+             signal: tuple[int, str] | None = None) -> Library:
         """The store's library. A saved snapshot (`rag.snapshot`) stands in for reading every
-        chunk: only the papers that changed since it was written are read."""
-        ids = store.ids()
+        chunk: only the papers that changed since it was written are read. `signal`: the
+        store's change signal, read before this call; when the snapshot was saved at the same
+        one, the store has not changed since and is not even listed (250k ids: 2 s)."""
         saved = snapshot.load(settings, store.name) if settings.snapshot else None
         if saved is not None:
-            restored = cls._from_snapshot(saved, store, settings, ids)
+            restored = cls._from_snapshot(saved, store, settings, signal)
             if restored is not None:
                 return restored
+        ids = store.ids()
         chunks = {c.id: c for c in store.chunks()}
         lexical = refresh_lexical(store, settings, list(chunks.values()), ids=ids)
         by_paper = group_by_paper(chunks.values())
         papers = {pid: cs[0].paper for pid, cs in by_paper.items()}
         return cls(chunks, by_paper, papers, lexical, lexical.fingerprint,
-                   sources_with_papers=_with_papers(papers.values()), store=store)
+                   sources_with_papers=_with_papers(papers.values()), store=store,
+                   signal=signal)
 
     @classmethod
     def _from_snapshot(cls, saved: snapshot.Snapshot, store: ChunkStore, settings: Settings,
-                       ids: set[str]) -> Library | None:
+                       signal: tuple[int, str] | None) -> Library | None:
         """The library from a snapshot, brought up to the store's ids by reading the papers
         that differ; None when more than half of it differs (reading it whole is as cheap)."""
-        fingerprint = fingerprint_of(ids)
+        if signal is not None and saved.signal == signal:  # unchanged since it was saved
+            ids, fingerprint = set(saved.chunks), saved.fingerprint
+        else:
+            ids = store.ids()
+            fingerprint = fingerprint_of(ids)
         chunks, by_paper, papers = saved.chunks, saved.by_paper, saved.papers
         changes: tuple[Change, ...] = ()
         if saved.fingerprint != fingerprint:
@@ -84,38 +95,40 @@ class Library:
             touched, added, removed = _difference(chunks, by_paper, store, ids)
             chunks, by_paper, papers = _apply(chunks, by_paper, papers, touched, added, removed)
             changes = (Change(saved.fingerprint, fingerprint, added, removed),)
-        lexical = refresh_lexical(store, settings, list(chunks.values()), ids=ids)
+        lexical = refresh_lexical(store, settings, list(chunks.values()), ids=ids,
+                                  fingerprint=fingerprint)
         derived = {"fingerprint": saved.fingerprint, "reader": saved.reader, "names": saved.names}
         return cls(chunks, by_paper, papers, lexical, fingerprint,
                    sources_with_papers=_with_papers(papers.values()), store=store,
-                   changes=changes, derived=derived)
+                   changes=changes, derived=derived, signal=signal)
 
     def snapshot(self) -> snapshot.Snapshot:
         """This library as a snapshot (without what is derived from it: the caller adds that)."""
-        return snapshot.Snapshot(self.fingerprint, self.chunks, self.by_paper, self.papers)
+        return snapshot.Snapshot(self.fingerprint, self.chunks, self.by_paper, self.papers,
+                                 signal=self.signal)
 
-    def changed(self, store: ChunkStore, settings: Settings, ids: set[str] | None = None
-                ) -> Library:
+    def changed(self, store: ChunkStore, settings: Settings, ids: set[str] | None = None,
+                signal: tuple[int, str] | None = None) -> Library:
         """The library after `store` changed, reading only the papers the change touched (every
         chunk of them, so metadata a re-parse changed is current too). `ids`: the store's ids
-        now, when the caller knows them (else they are listed). A change too large for the
-        BM25 delta (`rag.lexical.REBUILD_SHARE`), or one that kept every id, loads the library
-        whole."""
+        now, when the caller knows them (else they are listed); `signal`: the store's change
+        signal, read before. A change too large for the BM25 delta
+        (`rag.lexical.REBUILD_SHARE`), or one that kept every id, loads the library whole."""
         ids = store.ids() if ids is None else ids
         if ids == self.chunks.keys():
-            return Library.load(store, settings)
+            return Library.load(store, settings, signal)
         touched, added, removed = _difference(self.chunks, self.by_paper, store, ids)
         fingerprint = fingerprint_of(ids)
         lexical = self.lexical.changed(added, {c.id for c in removed}, fingerprint)
         if lexical is None:
-            return Library.load(store, settings)
+            return Library.load(store, settings, signal)
         chunks, by_paper, papers = _apply(self.chunks, self.by_paper, self.papers, touched,
                                           added, removed)
         return Library(chunks, by_paper, papers, lexical, fingerprint,
                        sources_with_papers=_with_papers(papers.values()), store=store,
                        changes=(*self.changes[1 - KEPT_CHANGES:],
                                 Change(self.fingerprint, fingerprint, added, removed)),
-                       derived=self.derived)
+                       derived=self.derived, signal=signal)
 
     def changes_since(self, fingerprint: str | None) -> list[Change] | None:
         """The changes from the library `fingerprint` to this one; None when they are not known

@@ -110,7 +110,7 @@ class Retriever:
             with self._lock:  # a warm-up and a first request must not both load it
                 if self._library is None:
                     self._signal = self._read_signal(self.store)
-                    self._library = Library.load(self.store, self.settings)
+                    self._library = Library.load(self.store, self.settings, self._signal)
                     self._checked = time.monotonic()
         else:
             self.refresh_if_changed()
@@ -136,7 +136,7 @@ class Retriever:
             return False
         if written.added or written.removed:
             ids = (lib.chunks.keys() - written.removed) | written.added
-            lib = lib.changed(self.store, self.settings, ids=ids)
+            lib = lib.changed(self.store, self.settings, ids=ids, signal=written.after)
         with self._lock:
             self._library, self._signal = lib, written.after
         self._checked = time.monotonic()
@@ -194,8 +194,8 @@ class Retriever:
             signal = self._read_signal(store)
         # what changed, read at the cost of the change (the first load reads the store whole)
         previous = self._library
-        library = (previous.changed(store, self.settings) if previous is not None
-                   else Library.load(store, self.settings))
+        library = (previous.changed(store, self.settings, signal=signal)
+                   if previous is not None else Library.load(store, self.settings, signal))
         with self._lock:
             old, self.store = self.store, store
             self._library, self._signal = library, signal

@@ -49,6 +49,7 @@ class Snapshot:
     papers: dict[str, Paper]
     reader: bytes | None = None  # `ExtractiveAnswerer.state()`, frozen
     names: Any = None  # `rag.query.NameIndex`
+    signal: tuple[int, str] | None = None  # the store's change signal the library was read at
 
 
 @lru_cache(maxsize=1)

@@ -59,6 +59,33 @@ def test_a_start_from_a_current_snapshot_reads_no_chunk_and_equals_a_whole_load(
     assert snapshot.is_current(lib)
 
 
+def _listing(store: ChunkStore) -> list[object]:
+    """The filters of every `ids` listing of `store` (None: the whole store)."""
+    listed: list[object] = []
+    ids = store.ids
+    store.ids = lambda where=None: (listed.append(where), ids(where))[1]  # type: ignore
+    return listed
+
+
+def test_a_start_at_the_snapshots_signal_does_not_list_the_store(
+        settings: Any, hash_embedder: Any, tmp_path: Path) -> None:
+    """The snapshot keeps the store's change signal it was read at: a start that finds the same
+    signal trusts it (250k ids take seconds to list); any other signal, even one from a writer
+    that does not mark its change (only the count tells), lists the store and reads the change."""
+    _, _, store, whole = _indexed(settings, hash_embedder, tmp_path, random.Random(4), 10)
+    _saved(settings, hash_embedder, store)
+    listed, read = _listing(store), _counting(store)
+    lib = Library.load(store, settings, store.signal())
+    assert listed == [] and sum(read) == 0
+    _same(lib, whole)
+    assert snapshot.is_current(lib)
+    extra = next(c for cs in whole.by_paper.values() for c in cs)
+    moved = type(extra)(id="unmarked-1", paper=extra.paper, index=99, text="quux9word tides")
+    store.add([moved], hash_embedder.embed([moved.embed_text]), "/docs/unmarked.md")
+    lib = Library.load(store, settings, store.signal())
+    assert None in listed and "unmarked-1" in lib.chunks
+
+
 def test_a_store_changed_since_the_snapshot_costs_the_change(settings: Any, hash_embedder: Any,
                                                             tmp_path: Path) -> None:
     rng = random.Random(2)

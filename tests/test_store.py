@@ -98,5 +98,6 @@ def test_listing_reads_every_page(store_settings, hash_embedder, monkeypatch) ->
     store.add(chunks, hash_embedder.embed([c.embed_text for c in chunks]), "/docs/a.md")
     assert len(chunks) >= 5
     monkeypatch.setattr(store_module, "_LIST_PAGE", 2)  # several pages, and a page boundary
+    monkeypatch.setattr(store_module, "_ID_PAGE", 2)
     assert store.ids() == {c.id for c in chunks}
     assert sorted(c.id for c in store.chunks()) == sorted(c.id for c in chunks)
