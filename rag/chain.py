@@ -299,7 +299,7 @@ class Pipeline:
         """Summarise one paper from ALL of its passages (not just the top k)."""
         started = time.perf_counter()
         lib = self.retriever.library
-        chunks = lib.by_paper.get(paper_id)
+        chunks = lib.hydrate(lib.by_paper.get(paper_id, []))
         if not chunks:
             raise ConfigError(f"no paper with id '{paper_id}' in the library; see `rag papers`")
         paper = lib.papers[paper_id]
@@ -322,8 +322,8 @@ class Pipeline:
         lib = self.retriever.library
         shown = {h.chunk.id for h in hits}
         papers = dict.fromkeys(h.paper.id for h in hits)
-        return [Hit(chunk=c, score=0.0) for pid in papers for c in lib.by_paper.get(pid, [])
-                if c.id not in shown]
+        return [Hit(chunk=c, score=0.0) for c in lib.hydrate(
+            [c for pid in papers for c in lib.by_paper.get(pid, []) if c.id not in shown])]
 
     def _summary(self, base: Answer, hits: list[Hit], named: Sequence[str],
                  started: float) -> Iterator[Answer]:
@@ -331,7 +331,7 @@ class Pipeline:
         in the sources (so [1]-[k] mean what retrieval found) and the rest follow."""
         lib = self.retriever.library
         pid = next((h.paper.id for h in hits if h.paper.id in named), hits[0].paper.id)
-        chunks = lib.by_paper.get(pid, [])
+        chunks = lib.hydrate(lib.by_paper.get(pid, []))
         shown = {h.chunk.id for h in hits}
         base.sources = hits + [Hit(chunk=c, score=0.0) for c in chunks if c.id not in shown]
         own = [h for h in base.sources if h.paper.id == pid]

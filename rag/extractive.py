@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Collection, Container, Sequence
+from collections.abc import Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -150,27 +150,31 @@ def clean(text: str) -> str:
 class IDF:
     """Inverse document frequency of stemmed terms over the library's chunks."""
 
-    def __init__(self, texts: Sequence[str]) -> None:
-        self.n = max(len(texts), 1)
+    def __init__(self, texts: Iterable[str] = ()) -> None:
+        self.count = 0  # texts counted
         self.df: Counter[str] = Counter()
-        for t in texts:
-            self.df.update(set(tokenize(t)))
+        self.update(texts, ())
+
+    @property
+    def n(self) -> int:
+        return max(self.count, 1)
 
     def __call__(self, term: str) -> float:
         return math.log(1 + (self.n - self.df.get(term, 0) + 0.5) / (self.df.get(term, 0) + 0.5))
 
-    def update(self, added: Sequence[str], removed: Sequence[str]) -> None:
+    def update(self, added: Iterable[str], removed: Iterable[str]) -> None:
         """Follow a change of the library in place: the cost of the change, not the library."""
         gone: set[str] = set()
         for t in removed:
             terms = set(tokenize(t))
             self.df.subtract(terms)
             gone |= terms
+            self.count -= 1
         for t in added:
             self.df.update(set(tokenize(t)))
+            self.count += 1
         for term in [t for t in gone if self.df[t] <= 0]:
             del self.df[term]
-        self.n = max(self.n - len(removed) + len(added), 1)
 
 
 def coverage(terms: Sequence[str], text: str, idf: IDF) -> float:
@@ -222,8 +226,13 @@ class ExtractiveAnswerer:
             reader = cls.restored(embedder, snapshot.thaw(saved[0]))
             if reader.follow(lib):
                 return reader
-        reader = cls(embedder, IDF([c.text for c in lib.chunks.values()]),
-                     papers={pid: _paper_text(cs) for pid, cs in lib.by_paper.items()})
+        # paper by paper: the library keeps its texts compressed (`Library.paper_chunks`)
+        idf, evidence = IDF(), _LibraryEvidence({})
+        for pid in lib.by_paper:
+            chunks = lib.paper_chunks(pid)
+            idf.update([c.text for c in chunks], ())
+            evidence.replace({pid: _paper_text(chunks)}, {})
+        reader = cls(embedder, idf, restored={"library": evidence, "sorted": None})
         reader.fingerprint = lib.fingerprint
         return reader
 

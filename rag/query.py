@@ -99,7 +99,7 @@ class NameIndex:
         self.used_by: dict[str, int] = {}
         self.fingerprint = lib.fingerprint
         for pid, paper in lib.papers.items():
-            self._add(pid, paper, lib.by_paper.get(pid, []))
+            self._add(pid, paper, lib.paper_chunks(pid))
         self.venues = {(p.venue or "").lower() for p in lib.papers.values()} | _VENUE_WORDS
 
     def changed(self, lib: Library) -> NameIndex | None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from rag import cues
 from rag.embeddings import Embedder, get_embedder
 from rag.library import Library
-from rag.models import Hit, Paper
+from rag.models import Chunk, Hit, Paper
 from rag.query import QueryIntent, analyse
 from rag.settings import Settings
 from rag.store import ChunkStore
@@ -296,37 +296,46 @@ class Retriever:
             if pid not in best:
                 order.append(pid)
             best[pid].append((cid, score))
-        hits = []
-        for pid in order[:k]:
-            cids = [cid for cid, _ in best[pid]]
-            hits.append(self._passage(lib, pid, cids, best[pid][0][1]))
-        return hits
+        picks = [(pid, best[pid][0]) for pid in order[:k]]
+        # the texts of the best chunks and their likely neighbours, in one request
+        texts = _Texts(lib, [c.id for pid, (cid, _) in picks
+                             for c in _around(lib, lib.chunks[cid], _NEIGHBOURS)])
+        hits = [self._passage(lib, pid, cid, score, texts) for pid, (cid, score) in picks]
+        return [h for h in hits if h is not None]
 
     def _passages_of_one(self, lib: Library, ranked: Sequence[tuple[str, float]], k: int) -> list[Hit]:
         """For a question about one paper: its best passages first, then other papers."""
         top_pid = lib.chunks[ranked[0][0]].paper.id if ranked else None
-        own = [(cid, s) for cid, s in ranked if lib.chunks[cid].paper.id == top_pid]
-        hits = [Hit(chunk=lib.chunks[cid], score=s) for cid, s in own[:k]]
+        own = [(cid, s) for cid, s in ranked if lib.chunks[cid].paper.id == top_pid][:k]
+        scores = dict(own)
+        hits = [Hit(chunk=c, score=scores[c.id])
+                for c in lib.hydrate([lib.chunks[cid] for cid, _ in own])]
         if len(hits) < k:
             others = [(cid, s) for cid, s in ranked if lib.chunks[cid].paper.id != top_pid]
             hits.extend(self._one_per_paper(lib, others, k - len(hits)))
         return hits
 
-    def _passage(self, lib: Library, pid: str, cids: Iterable[str], score: float) -> Hit:
+    def _passage(self, lib: Library, pid: str, cid: str, score: float, texts: _Texts
+                 ) -> Hit | None:
         """The paper's best chunk, widened with neighbouring chunks (of the same section, and
-        evidence only) while the whole stays within PASSAGE_WORDS."""
-        chunks = lib.by_paper[pid]
-        best = lib.chunks[next(iter(cids))]
+        evidence only) while the whole stays within PASSAGE_WORDS; None when the store no
+        longer holds it."""
+        best = lib.chunks[cid]
         lo = hi = best.index
-        text = best.text
-        pos = {c.index: c for c in chunks}
+        text = texts.get(best)
+        if text is None:
+            return None
+        pos = {c.index: c for c in lib.by_paper[pid]}
         while True:
             grown = False
             for idx, before in ((hi + 1, False), (lo - 1, True)):
                 c = pos.get(idx)
                 if c is None or c.section != best.section or not c.is_evidence:
                     continue
-                cand = _join_overlapping(c.text, text) if before else _join_overlapping(text, c.text)
+                more = texts.get(c)
+                if more is None:
+                    continue
+                cand = _join_overlapping(more, text) if before else _join_overlapping(text, more)
                 if len(cand.split()) <= PASSAGE_WORDS:
                     text, grown = cand, True
                     lo, hi = (idx, hi) if before else (lo, idx)
@@ -334,6 +343,35 @@ class Retriever:
                 break
         chunk = replace(best, text=text)  # keeps the page, section and section kind
         return Hit(chunk=chunk, score=score)
+
+
+# Chunks either side of a best chunk whose texts are fetched with it: a passage of PASSAGE_WORDS
+# rarely takes more than one a side (chunks run to about 150 words); more are fetched on demand.
+_NEIGHBOURS = 2
+
+
+def _around(lib: Library, chunk: Chunk, n: int) -> list[Chunk]:
+    """The chunk and up to `n` chunks of its paper either side of it, in reading order."""
+    pos = {c.index: c for c in lib.by_paper.get(chunk.paper.id, [])}
+    return [pos[i] for i in range(chunk.index - n, chunk.index + n + 1) if i in pos]
+
+
+class _Texts:
+    """Chunk texts for one search, fetched from the store: those named at first in one request,
+    any other (a passage that keeps growing) with the chunks around it."""
+
+    def __init__(self, lib: Library, ids: Iterable[str]) -> None:
+        assert lib.store is not None
+        self.lib, self.store = lib, lib.store
+        self.texts = self.store.texts(ids)
+        self.asked = set(self.texts)
+
+    def get(self, chunk: Chunk) -> str | None:
+        if chunk.id not in self.asked:
+            around = [c.id for c in _around(self.lib, chunk, 2 * _NEIGHBOURS)]
+            self.texts.update(self.store.texts(around))
+            self.asked.update(around)
+        return self.texts.get(chunk.id)
 
 
 def _merge(filters: Filters, defaults: Filters, intent: QueryIntent) -> Filters:

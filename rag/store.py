@@ -417,6 +417,18 @@ class ChunkStore:
                     if m is not None and d is not None]
         return out
 
+    def texts(self, ids: Iterable[str]) -> dict[str, str]:
+        """Chunk id -> its text, for the ids still stored: what a library, which keeps no text,
+        fetches for the passages it returns."""
+        wanted = sorted(set(ids))
+        out: dict[str, str] = {}
+        for start in range(0, len(wanted), _PAGE):
+            with self._guarded():
+                got = self.collection.get(ids=wanted[start:start + _PAGE], include=["documents"])
+            out.update((i, d) for i, d in zip(got["ids"], got.get("documents") or [], strict=True)
+                       if d is not None)
+        return out
+
     def _records(self, where: Where | None, documents: bool) -> list[tuple[str, str, dict]]:
         include = ["metadatas", "documents"] if documents else ["metadatas"]
         records: list[tuple[str, str, dict]] = []

@@ -44,6 +44,7 @@ def _same(changed: Library, whole: Library) -> None:
     assert changed.papers == whole.papers
     assert changed.fingerprint == whole.fingerprint
     assert changed.sources_with_papers == whole.sources_with_papers
+    assert changed.archive == whole.archive  # each paper's texts, compressed
 
 
 def _same_reader(followed: ExtractiveAnswerer, fresh: ExtractiveAnswerer) -> None:
@@ -116,3 +117,27 @@ def test_a_reader_that_missed_changes_catches_up_or_rebuilds(settings: Any, hash
     (folder / "p52.md").write_text(_paper(52, rng))
     indexer.index([folder])
     assert not reader.follow(Library.load(store, settings))
+
+
+def test_the_library_keeps_no_text_and_a_search_fetches_its_passages(
+        settings: Any, hash_embedder: Any, tmp_path: Path) -> None:
+    """Chunk texts stay in the store: the library holds none (each paper's texts only
+    compressed, to take it out of the reader's statistics when it leaves), and a search fetches
+    the texts of the passages it returns, not the library's."""
+    from rag.retrieval import Retriever
+
+    _, _, store, lib = _indexed(settings, hash_embedder, tmp_path, random.Random(7), 12)
+    assert lib.chunks and all(c.text == "" for c in lib.chunks.values())
+    assert all(c.text == "" for cs in lib.by_paper.values() for c in cs)
+    pid = next(iter(lib.by_paper))
+    stored = sorted(store.chunks({"paper_id": pid}), key=lambda c: c.index)
+    assert [c.text for c in lib.paper_chunks(pid)] == [c.text for c in stored]
+    fetched: list[int] = []
+    texts = store.texts
+    store.texts = lambda ids: (r := texts(list(ids)), fetched.append(len(r)))[0]  # type: ignore
+    retriever = Retriever(settings, embedder=hash_embedder, store=store)
+    hits = retriever.search("What is Quux4word?", k=3)
+    assert hits and all(h.chunk.text for h in hits)
+    assert any("Quux4word" in h.chunk.text for h in hits)
+    assert 0 < sum(fetched) <= 3 * 5, fetched  # the hits and their neighbours
+    assert sum(fetched) < len(retriever.library.chunks)

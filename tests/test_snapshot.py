@@ -5,6 +5,7 @@ differ, and a damaged or foreign snapshot must be ignored, never trusted."""
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import time
@@ -77,6 +78,7 @@ def test_a_start_at_the_snapshots_signal_does_not_list_the_store(
     listed, read = _listing(store), _counting(store)
     lib = Library.load(store, settings, store.signal())
     assert listed == [] and sum(read) == 0
+    assert gc.isenabled()  # paused while the snapshot was read, and only then
     _same(lib, whole)
     assert snapshot.is_current(lib)
     extra = next(c for cs in whole.by_paper.values() for c in cs)
@@ -121,6 +123,7 @@ def test_a_damaged_or_foreign_snapshot_is_ignored(settings: Any, hash_embedder: 
         monkeypatch.setattr(snapshot, "stamp", lambda: "written-by-other-code")
     lib = Library.load(store, settings)
     assert not lib.derived, "a snapshot that cannot be trusted was used"
+    assert gc.isenabled()  # a failed read resumes the collector too
     _same(lib, whole)
 
 
