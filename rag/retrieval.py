@@ -9,8 +9,11 @@ passage per paper, so the top five are five different papers. Exposed to LangCha
 The library follows the store: at most once per `CHECK_EVERY_S` a search compares the store's
 change signal (`ChunkStore.signal`, ~3 ms) with the one the library was loaded at; on a change a
 background thread re-opens the store and derives a new library from the old one, reading only
-the papers that changed (`Library.changed`), while the old one keeps answering, then swaps them. So papers another process (`rag index`) adds or removes are answered, or no
-longer answered, within a few seconds, without a restart.
+the papers that changed (`Library.changed`), while the old one keeps answering, then swaps them.
+So papers another process (`rag index`) adds or removes are answered, or no longer answered,
+within a few seconds, without a restart. This process's own uploads need neither the re-open nor
+a listing of the store: `Retriever.reload` follows the change its indexer reports
+(`rag.indexing.Written`). The library keeps no chunk text; a search fetches its passages' texts.
 """
 
 from __future__ import annotations
