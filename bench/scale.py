@@ -21,8 +21,8 @@ their sentences drawn, with a fixed seed, from the shipped corpus. Then, per siz
 Up to 10k chunks the real embedder (MiniLM) is used; above, a stand-in (`StandIn`: hashed words,
 384 dimensions like MiniLM, so the vector store holds the same amount) because embedding 250k
 chunks with MiniLM takes hours on 2 cores (see BENCHMARKS.md "Indexing speed" for its rate); the
-table says which. With `--server` the store is a `chroma run` server on loopback, started here,
-and the app its client (its BM25 index and snapshot stay in its own data directory). A size that
+table says which. With `--server` the store is a `chroma run` server on loopback, a fresh one
+started here for each size, and the app its client (its BM25 index and snapshot stay in its own data directory). A size that
 does not finish within `--budget-min` minutes is stopped and reported as such. The plot (latency and memory against size) goes to
 `bench/results/scale.png`, the numbers to `bench/results/scale.json`, and the section
 "Scale" of BENCHMARKS.md is rewritten.
@@ -362,7 +362,8 @@ def markdown(results: list[dict[str, Any]], machine: dict[str, Any], load_end: l
         if "error" in r:
             rows.append(f"{head} | {r['error'].splitlines()[0][:120]} | | | | | |")
             continue
-        found = "" if r["add_paper_found"] else " (abstained or not in the sources)"
+        found = ("" if r["add_paper_found"] else " (abstained or not in the sources)") + (
+            " (nothing added: it was stored already)" if r.get("add_paper_chunks") == 0 else "")
         rows.append(
             f"{head} | {common.ms(r['cold_start_s'])} | {common.ms(r['first_answer_s'])} | "
             f"{common.ms(r['retrieval']['p50_s'])} / {common.ms(r['retrieval']['p95_s'])} | "
@@ -424,11 +425,19 @@ def main() -> None:
     machine = common.machine()
     root = Path(tempfile.mkdtemp(prefix="rag-scale-"))
     results: list[dict[str, Any]] = []
-    server = chroma_server(root / "server-db") if args.server else None
+    server: tuple[subprocess.Popen[bytes], int] | None = None
     try:
         for size in args.sizes:
+            if args.server:  # one server per size: a collection of the same name would be shared
+                server = chroma_server(root / f"server-db-{size}")
             result = measure_size(size, size <= args.real_up_to, args.questions,
                                   args.budget_min * 60, root, server and server[1])
+            if server is not None:
+                server[0].terminate()
+                server[0].wait(30)
+                server = None
+                if not args.keep:
+                    shutil.rmtree(root / f"server-db-{size}", ignore_errors=True)
             results.append(result)
             print(json.dumps(result), flush=True)
             out_json.write_text(json.dumps({"machine": machine, "results": results,
