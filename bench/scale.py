@@ -27,7 +27,7 @@ does not finish within `--budget-min` minutes is stopped and reported as such. T
 `bench/results/scale.png`, the numbers to `bench/results/scale.json`, and the section
 "Scale" of BENCHMARKS.md is rewritten.
 
-Usage (not run by `make bench`: it takes about an hour on 2 cores):
+Usage (`make bench-scale`, also run by `make bench`; it takes about an hour on 2 cores):
 `.venv/bin/python bench/scale.py [--sizes 1000 10000 100000 250000] [--budget-min 20]
 [--real-up-to 10000] [--questions 20] [--server] [--keep]`; `--render` redraws the plot and the section
 from the last scale.json. Everything is written under $TMPDIR and deleted afterwards
