@@ -111,7 +111,8 @@ class Library:
             chunks, by_paper, papers, archive = _apply(chunks, by_paper, papers, archive,
                                                        touched, added)
             changes = (Change(saved.fingerprint, fingerprint, added, removed),)
-        # (the chunks hold no text: a BM25 index behind the store reads what it lacks there)
+        # no chunks given (they hold no text): a saved BM25 index that lags the store reads the
+        # chunks it lacks from the store
         lexical = refresh_lexical(store, settings, ids=ids, fingerprint=fingerprint)
         derived = {"fingerprint": saved.fingerprint, "reader": saved.reader, "names": saved.names}
         return cls(chunks, by_paper, papers, lexical, fingerprint, archive,
