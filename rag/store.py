@@ -405,29 +405,27 @@ class ChunkStore:
     def chunks_by_ids(self, ids: Iterable[str]) -> list[Chunk]:
         """The chunks with these ids (those still stored), fetched in pages: what a change
         added, without reading the rest of the library."""
-        wanted = sorted(ids)
-        out: list[Chunk] = []
         papers: dict[tuple[Any, ...], Paper] = {}
-        for start in range(0, len(wanted), _PAGE):
-            with self._guarded():
-                got = self.collection.get(ids=wanted[start:start + _PAGE],
-                                          include=["metadatas", "documents"])
-            out += [chunk_from_record(i, d, m, papers) for i, d, m in
-                    zip(got["ids"], got.get("documents") or [], got["metadatas"], strict=True)
-                    if m is not None and d is not None]
-        return out
+        return [chunk_from_record(i, d, m, papers)
+                for got in self._by_ids(ids, ["metadatas", "documents"])
+                for i, d, m in zip(got["ids"], got.get("documents") or [], got["metadatas"],
+                                   strict=True)
+                if m is not None and d is not None]
 
     def texts(self, ids: Iterable[str]) -> dict[str, str]:
         """Chunk id -> its text, for the ids still stored: what a library, which keeps no text,
         fetches for the passages it returns."""
+        return {i: d for got in self._by_ids(ids, ["documents"])
+                for i, d in zip(got["ids"], got.get("documents") or [], strict=True)
+                if d is not None}
+
+    def _by_ids(self, ids: Iterable[str], include: list[str]) -> Iterator[dict[str, Any]]:
+        """Chroma's records of these ids (once each, those still stored), a page at a time."""
         wanted = sorted(set(ids))
-        out: dict[str, str] = {}
         for start in range(0, len(wanted), _PAGE):
             with self._guarded():
-                got = self.collection.get(ids=wanted[start:start + _PAGE], include=["documents"])
-            out.update((i, d) for i, d in zip(got["ids"], got.get("documents") or [], strict=True)
-                       if d is not None)
-        return out
+                got = self.collection.get(ids=wanted[start:start + _PAGE], include=include)
+            yield got
 
     def _records(self, where: Where | None, documents: bool) -> list[tuple[str, str, dict]]:
         include = ["metadatas", "documents"] if documents else ["metadatas"]
@@ -464,10 +462,7 @@ class ChunkStore:
 
         found: list[str] = []
         vectors: list[Any] = []
-        for start in range(0, len(ids), _PAGE):
-            with self._guarded():
-                got = self.collection.get(ids=list(ids[start:start + _PAGE]),
-                                          include=["embeddings"])
+        for got in self._by_ids(ids, ["embeddings"]):
             found += got["ids"]
             vectors += list(got["embeddings"] if got["embeddings"] is not None else [])
         if not found:

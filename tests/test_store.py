@@ -99,5 +99,10 @@ def test_listing_reads_every_page(store_settings, hash_embedder, monkeypatch) ->
     assert len(chunks) >= 5
     monkeypatch.setattr(store_module, "_LIST_PAGE", 2)  # several pages, and a page boundary
     monkeypatch.setattr(store_module, "_ID_PAGE", 2)
+    monkeypatch.setattr(store_module, "_PAGE", 2)
     assert store.ids() == {c.id for c in chunks}
     assert sorted(c.id for c in store.chunks()) == sorted(c.id for c in chunks)
+    # reads by id page too: the texts a search fetches, the chunks a change reads
+    wanted = [c.id for c in chunks[:5]] + ["no-such-chunk"]
+    assert store.texts(wanted) == {c.id: c.text for c in chunks[:5]}
+    assert sorted(c.id for c in store.chunks_by_ids(wanted)) == sorted(wanted[:5])
