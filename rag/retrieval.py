@@ -140,9 +140,7 @@ class Retriever:
         if written.added or written.removed:
             ids = (lib.chunks.keys() - written.removed) | written.added
             lib = lib.changed(self.store, self.settings, ids=ids, signal=written.after)
-        with self._lock:
-            self._library, self._signal = lib, written.after
-        self._checked = time.monotonic()
+        self._install(lib, written.after, self.store)
         return True
 
     def refresh_if_changed(self, wait: bool = False) -> bool:
@@ -199,6 +197,12 @@ class Retriever:
         previous = self._library
         library = (previous.changed(store, self.settings, signal=signal)
                    if previous is not None else Library.load(store, self.settings, signal))
+        self._install(library, signal, store)
+
+    def _install(self, library: Library, signal: tuple[int, str] | None, store: ChunkStore
+                 ) -> None:
+        """Swap in a library, the store signal it reflects and the store it was read from, at
+        once; a replaced store closes once searches under way on it are done."""
         with self._lock:
             old, self.store = self.store, store
             self._library, self._signal = library, signal
