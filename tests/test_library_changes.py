@@ -141,3 +141,26 @@ def test_the_library_keeps_no_text_and_a_search_fetches_its_passages(
     assert any("Quux4word" in h.chunk.text for h in hits)
     assert 0 < sum(fetched) <= 3 * 5, fetched  # the hits and their neighbours
     assert sum(fetched) < len(retriever.library.chunks)
+
+
+def test_a_passage_fetches_neighbours_it_was_not_given(settings: Any, hash_embedder: Any,
+                                                      tmp_path: Path, monkeypatch: Any) -> None:
+    """A passage widens with neighbours whose texts the first request did not bring: they are
+    fetched then, and the passages equal those built from texts fetched all at once."""
+    from rag import retrieval
+    from rag.retrieval import Retriever
+
+    # short chunks, so that a passage takes in several of them
+    settings = settings.model_copy(update={"chunk_tokens": 40, "chunk_overlap_tokens": 5})
+    _, _, store, _ = _indexed(settings, hash_embedder, tmp_path, random.Random(8), 8)
+    retriever = Retriever(settings, embedder=hash_embedder, store=store)
+    question = "Which site measured the estuary salinity?"
+    whole = [(h.chunk.id, h.chunk.text) for h in retriever.search(question, k=4)]
+    own = store.texts(cid for cid, _ in whole)
+    assert any(text != own[cid] for cid, text in whole), "no passage was widened"
+    requests: list[int] = []
+    texts = store.texts
+    store.texts = lambda ids: (r := texts(list(ids)), requests.append(len(r)))[0]  # type: ignore
+    monkeypatch.setattr(retrieval, "_NEIGHBOURS", 0)  # the first request: the best chunks only
+    assert [(h.chunk.id, h.chunk.text) for h in retriever.search(question, k=4)] == whole
+    assert len(requests) > 1, requests  # neighbours were fetched on demand
